@@ -1,0 +1,1 @@
+"""Data: tokenization, length-bucketed batching, translation corpora and SCAN."""

@@ -1,0 +1,133 @@
+"""Length-bucketed batches under a token budget, sharded across DDP ranks and resumable.
+
+Examples are sorted by length and cut greedily into batches whose padded size
+``batch_size * max_length`` stays within ``max_tokens``, so batches hold many short or
+few long examples and little padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+
+class TokenBucketBatchSampler(Sampler[list[int]]):
+    """Batches of example indices whose padded size is at most ``max_tokens``.
+
+    ``lengths[i]`` is the padded cost length of example ``i`` (e.g. the longer of its
+    source and target plus ``<s>``/``</s>``). A batch of ``n`` examples of maximum length
+    ``L`` costs ``n * L``; an example longer than ``max_tokens`` forms a batch alone.
+
+    With ``shuffle``, each epoch sorts a seeded random permutation stably by length (so
+    equal-length examples mix differently per epoch) and shuffles the batch order;
+    without it, batches come in increasing length, the same every epoch.
+
+    Rank ``r`` of ``num_replicas`` takes every ``num_replicas``-th batch from ``r``. With
+    ``pad_to_equal`` (training) the batch list is first extended by repeating batches
+    from its start so every rank gets as many; without it (evaluation) every example is
+    seen exactly once overall and ranks may differ by one batch.
+
+    Resuming: :meth:`state_dict` records the epoch and the number of batches yielded in
+    it; after :meth:`load_state_dict` the next iteration skips those batches. The count
+    is of batches handed to the ``DataLoader``, which with worker prefetching runs ahead
+    of the batches actually trained on; pass the trained count to
+    :meth:`load_state_dict` for an exact resume.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_tokens: int,
+        shuffle: bool,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        pad_to_equal: bool = True,
+    ) -> None:
+        if max_tokens <= 0:
+            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} out of range for {num_replicas} replicas")
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)  # (num_examples,)
+        self.max_tokens = max_tokens
+        self.shuffle = shuffle
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.pad_to_equal = pad_to_equal
+        self.epoch = 0
+        self._batches_done = 0  # yielded in the current epoch
+        self._resume_at = 0  # batches the next iteration skips
+        self._cache: tuple[int, list[list[int]]] | None = None  # (epoch, this rank's batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose batches the next iteration yields."""
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._batches_done = 0
+            self._resume_at = 0
+
+    def __len__(self) -> int:
+        """Number of batches of this rank in a whole epoch."""
+        return len(self._rank_batches())
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._rank_batches()
+        start, self._resume_at = self._resume_at, 0
+        self._batches_done = start
+        for batch in batches[start:]:
+            self._batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_done": self._batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = state["epoch"]
+        self._batches_done = self._resume_at = state["batches_done"]
+
+    def _rank_batches(self) -> list[list[int]]:
+        """This rank's batches of the current epoch, computed once per epoch."""
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self._shard(self._epoch_batches()))
+        return self._cache[1]
+
+    def _epoch_batches(self) -> list[list[int]]:
+        """All batches of the current epoch, in the order they are served."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        num_examples = len(self.lengths)
+        if self.shuffle:
+            order = torch.randperm(num_examples, generator=generator)
+        else:
+            order = torch.arange(num_examples)
+        by_length = torch.sort(self.lengths[order], stable=True).indices
+        batches = _cut_by_budget(order[by_length].tolist(), self.lengths.tolist(), self.max_tokens)
+        if self.shuffle:
+            permutation = torch.randperm(len(batches), generator=generator).tolist()
+            batches = [batches[i] for i in permutation]
+        return batches
+
+    def _shard(self, batches: list[list[int]]) -> list[list[int]]:
+        """This rank's share of ``batches``, padded first when ``pad_to_equal``."""
+        if self.pad_to_equal:
+            per_rank = -(-len(batches) // self.num_replicas)  # ceil division
+            total = per_rank * self.num_replicas
+            batches = [batches[i % len(batches)] for i in range(total)]
+        return batches[self.rank :: self.num_replicas]
+
+
+def _cut_by_budget(order: list[int], lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Cut ``order`` (sorted by increasing length) greedily into batches within budget."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for index in order:
+        # Sorted order: the newest example is the longest, so it sets the padded length.
+        if batch and (len(batch) + 1) * lengths[index] > max_tokens:
+            batches.append(batch)
+            batch = []
+        batch.append(index)
+    if batch:
+        batches.append(batch)
+    return batches

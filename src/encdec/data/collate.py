@@ -1,0 +1,41 @@
+"""Turning token-id lists into padded batch tensors.
+
+Conventions, shared by every family: the source is ``tokens + [EOS]``; the decoder reads
+``target_in = [BOS] + tokens`` and predicts ``target_out = tokens + [EOS]``. Masks are True on
+real tokens.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from encdec.data.tokenization import BOS_ID, EOS_ID, PAD_ID
+
+
+def pad(sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(B, max_len) long tensor, right-padded with PAD_ID."""
+    batch = torch.full((len(sequences), max(len(s) for s in sequences)), PAD_ID, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        batch[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
+    return batch
+
+
+def source_batch(token_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source ids (without EOS) -> src (B, S) and src_mask (B, S)."""
+    src = pad([[*ids, EOS_ID] for ids in token_ids])
+    return src, src != PAD_ID
+
+
+def collate_pairs(examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Examples with ``source_ids``, ``target_ids``, ``source``, ``target``, ``index``."""
+    src, src_mask = source_batch([e["source_ids"] for e in examples])
+    return {
+        "source": src,
+        "source_mask": src_mask,
+        "target_in": pad([[BOS_ID, *e["target_ids"]] for e in examples]),
+        "target_out": pad([[*e["target_ids"], EOS_ID] for e in examples]),
+        "index": torch.tensor([e["index"] for e in examples], dtype=torch.long),
+        "source_text": [e["source"] for e in examples],
+        "target_text": [e["target"] for e in examples],
+    }

@@ -1,0 +1,246 @@
+"""Subword and word tokenizers for sequence-to-sequence data (HF ``tokenizers``).
+
+Two kinds of tokenizer are trained from a corpus:
+
+* ``"bpe"``: byte-level BPE. Every string is encodable (no ``<unk>``) and
+  ``decode(encode(s)) == s`` up to NFC normalization and surrounding whitespace.
+* ``"word"``: one token per whitespace-separated word, for closed vocabularies such
+  as SCAN. Words outside the vocabulary become ``<unk>``.
+
+Every vocabulary starts with the same special tokens at fixed ids (``PAD_ID`` ...
+``EOS_ID``). Encoding never adds ``<s>``/``</s>``: the caller does.
+
+:class:`Seq2SeqTokenizer` pairs a source and a target tokenizer (one shared object
+when the vocabulary is joint). It serializes to a dict of JSON strings, which is how
+it travels inside a model checkpoint, and :func:`load_or_train_tokenizer` caches
+trained tokenizers on disk keyed by corpus and settings.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]  # trainers give them ids 0..3 in this order
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIAL_TOKENS))
+
+KINDS = ("bpe", "word")
+
+_JOINT_FILE = "tokenizer.json"
+_SOURCE_FILE = "tokenizer.source.json"
+_TARGET_FILE = "tokenizer.target.json"
+
+
+def train_tokenizer(
+    texts: Iterable[str], kind: str, vocab_size: int, min_frequency: int = 2
+) -> Tokenizer:
+    """Train a ``"bpe"`` or ``"word"`` tokenizer on ``texts``; deterministic for a corpus.
+
+    ``vocab_size`` counts the special tokens. Byte-level BPE always keeps its 256-byte
+    base alphabet, so its vocabulary is never smaller than 260.
+    """
+    if kind == "bpe":
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+    elif kind == "word":
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        # No decoder: Tokenizer.decode then joins the tokens with single spaces.
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=False,
+        )
+    else:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {KINDS}")
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+class Seq2SeqTokenizer:
+    """Source and target tokenizers; ``source is target`` when the vocabulary is joint."""
+
+    def __init__(self, source: Tokenizer, target: Tokenizer) -> None:
+        self.source = source
+        self.target = target
+
+    @classmethod
+    def train(
+        cls,
+        source_texts: list[str],
+        target_texts: list[str],
+        kind: str,
+        vocab_size: int,
+        joint: bool,
+        min_frequency: int = 2,
+    ) -> Seq2SeqTokenizer:
+        """Train one joint tokenizer on both sides, or one tokenizer per side."""
+        if joint:
+            shared = train_tokenizer(source_texts + target_texts, kind, vocab_size, min_frequency)
+            return cls(shared, shared)
+        source = train_tokenizer(source_texts, kind, vocab_size, min_frequency)
+        target = train_tokenizer(target_texts, kind, vocab_size, min_frequency)
+        return cls(source, target)
+
+    @property
+    def joint(self) -> bool:
+        return self.source is self.target
+
+    @property
+    def source_vocab_size(self) -> int:
+        return self.source.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def target_vocab_size(self) -> int:
+        return self.target.get_vocab_size(with_added_tokens=True)
+
+    def encode_source(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each source text, without ``<s>``/``</s>``."""
+        return _encode(self.source, texts)
+
+    def encode_target(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each target text, without ``<s>``/``</s>``."""
+        return _encode(self.target, texts)
+
+    def decode_source(self, ids: list[int]) -> str:
+        """Detokenized source text of ``ids``, cut at the first ``</s>``."""
+        return _decode(self.source, ids)
+
+    def decode_target(self, ids: list[int]) -> str:
+        """Detokenized target text of ``ids``, cut at the first ``</s>``."""
+        return _decode(self.target, ids)
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON strings of the tokenizers: ``{"joint": ...}`` or ``{"source", "target"}``."""
+        if self.joint:
+            return {"joint": self.source.to_str()}
+        return {"source": self.source.to_str(), "target": self.target.to_str()}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, str]) -> Seq2SeqTokenizer:
+        """Inverse of :meth:`to_dict`."""
+        if "joint" in state:
+            shared = Tokenizer.from_str(state["joint"])
+            return cls(shared, shared)
+        return cls(Tokenizer.from_str(state["source"]), Tokenizer.from_str(state["target"]))
+
+    def save(self, directory: Path) -> None:
+        """Write ``tokenizer.json`` (joint) or ``tokenizer.{source,target}.json``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.joint:
+            _write_atomic(directory / _JOINT_FILE, self.source.to_str())
+        else:
+            _write_atomic(directory / _SOURCE_FILE, self.source.to_str())
+            _write_atomic(directory / _TARGET_FILE, self.target.to_str())
+
+    @classmethod
+    def load(cls, directory: Path) -> Seq2SeqTokenizer:
+        """Inverse of :meth:`save`."""
+        if (directory / _JOINT_FILE).exists():
+            shared = Tokenizer.from_file(str(directory / _JOINT_FILE))
+            return cls(shared, shared)
+        source = Tokenizer.from_file(str(directory / _SOURCE_FILE))
+        target = Tokenizer.from_file(str(directory / _TARGET_FILE))
+        return cls(source, target)
+
+
+def load_or_train_tokenizer(
+    cache_dir: Path,
+    source_texts: list[str],
+    target_texts: list[str],
+    kind: str,
+    vocab_size: int,
+    joint: bool,
+    min_frequency: int = 2,
+) -> Seq2SeqTokenizer:
+    """The cached tokenizer for this corpus and these settings, trained on a cache miss.
+
+    The cache entry is ``cache_dir / "tokenizer-<key>"``. A lock file serializes
+    parallel jobs, so a tokenizer is trained once and never read half-written.
+    """
+    settings = {
+        "kind": kind,
+        "vocab_size": vocab_size,
+        "joint": joint,
+        "min_frequency": min_frequency,
+    }
+    key = _cache_key(source_texts, target_texts, settings)[:16]
+    path = cache_dir / f"tokenizer-{key}"
+    expected = [_JOINT_FILE] if joint else [_SOURCE_FILE, _TARGET_FILE]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _file_lock(cache_dir / f"tokenizer-{key}.lock"):
+        if all((path / name).exists() for name in expected):
+            return Seq2SeqTokenizer.load(path)
+        tokenizer = Seq2SeqTokenizer.train(
+            source_texts, target_texts, kind, vocab_size, joint, min_frequency
+        )
+        tokenizer.save(path)
+    return tokenizer
+
+
+def _encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [encoding.ids for encoding in encodings]
+
+
+def _decode(tokenizer: Tokenizer, ids: list[int]) -> str:
+    """Decode up to the first ``</s>``, dropping ``<pad>`` and ``<s>`` (``<unk>`` stays)."""
+    if EOS_ID in ids:
+        ids = ids[: ids.index(EOS_ID)]
+    kept = [i for i in ids if i not in (PAD_ID, BOS_ID)]
+    return tokenizer.decode(kept, skip_special_tokens=False).strip()
+
+
+def _cache_key(
+    source_texts: list[str], target_texts: list[str], settings: dict[str, object]
+) -> str:
+    """SHA-256 hex digest of the settings and both corpora."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for side, texts in (("source", source_texts), ("target", target_texts)):
+        digest.update(f"\0{side}:{len(texts)}\0".encode())
+        for text in texts:
+            digest.update(text.encode())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,1 @@
+"""LightningModules: one per architecture family over the shared ``Seq2SeqModule`` base."""

@@ -1,0 +1,213 @@
+"""The shared base of every Seq2Seq family: training/val/test steps, metrics, optimizer, decoding.
+
+A family implements the step interface that search uses (see ``encdec.search``)::
+
+    encode(src, src_mask)            -> memory
+    init_state(memory)               -> state
+    step(prev_tokens, state, memory) -> logits (B, V), state, attention (B, S) | None
+    teacher_forced(tgt_in, memory)   -> logits (B, T, V)
+
+Validation decodes greedily (``val/bleu``); test decodes as ``decoding`` says (``test/bleu_beam5``).
+The tokenizer is stored in the checkpoint, so ``Family.load_from_checkpoint(path).translate(...)``
+works on raw strings without Hydra.
+"""
+
+import math
+from abc import abstractmethod
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encdec.data.collate import source_batch
+from encdec.data.tokenization import BOS_ID, EOS_ID, PAD_ID, Seq2SeqTokenizer
+from encdec.metrics import TeacherForcedMetrics, TextMetrics
+from encdec.schedules import build_scheduler
+from encdec.search import DecodingConfig, Hypothesis, decode
+
+
+class Seq2SeqModule(L.LightningModule):
+    bos_id, eos_id, pad_id = BOS_ID, EOS_ID, PAD_ID
+    max_output_length = 512  # hard cap on decoded length (positions for the Transformer)
+
+    def __init__(
+        self,
+        source_vocab_size: int,
+        target_vocab_size: int,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+        label_smoothing: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.source_vocab_size, self.target_vocab_size = source_vocab_size, target_vocab_size
+        self.optimizer_settings, self.scheduler_settings = optimizer, scheduler
+        self.label_smoothing = label_smoothing
+        self.tokenizer: Seq2SeqTokenizer | None = None
+        self.decoding = DecodingConfig()
+        self.val_teacher_forced = TeacherForcedMetrics()
+        self.test_teacher_forced = TeacherForcedMetrics()
+        self.val_text = TextMetrics()
+        self.test_text = TextMetrics()
+        self.best_val: dict[str, float] = {}
+        self.test_predictions: dict[int, str] = {}
+
+    # ---- the step interface, per family ----
+    @abstractmethod
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> Any: ...
+
+    @abstractmethod
+    def init_state(self, memory: Any) -> Any: ...
+
+    @abstractmethod
+    def step(self, prev_tokens: torch.Tensor, state: Any, memory: Any
+             ) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
+
+    @abstractmethod
+    def teacher_forced(self, tgt_in: torch.Tensor, memory: Any) -> torch.Tensor: ...
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
+                ) -> torch.Tensor:
+        # src: (B, S), tgt_in: (B, T) -> logits (B, T, V)
+        return self.teacher_forced(tgt_in, self.encode(src, src_mask))
+
+    # ---- tokenizer and raw-text translation ----
+    def attach_tokenizer(self, tokenizer: Seq2SeqTokenizer) -> None:
+        if (tokenizer.source_vocab_size, tokenizer.target_vocab_size) != (
+                self.source_vocab_size, self.target_vocab_size):
+            raise ValueError(
+                f"tokenizer vocabularies ({tokenizer.source_vocab_size}, "
+                f"{tokenizer.target_vocab_size}) do not match the model's "
+                f"({self.source_vocab_size}, {self.target_vocab_size})")
+        self.tokenizer = tokenizer
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.tokenizer is not None:
+            checkpoint["tokenizer"] = self.tokenizer.to_dict()
+        checkpoint["encdec_family"] = type(self).__name__
+        checkpoint["best_val"] = dict(self.best_val)  # best-so-far metrics survive a resume
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        family = checkpoint.get("encdec_family")
+        if family != type(self).__name__:
+            raise ValueError(f"this checkpoint holds a {family or 'non-encdec'} model, "
+                             f"not a {type(self).__name__}")
+        if "tokenizer" in checkpoint:
+            self.tokenizer = Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"])
+        self.best_val = dict(checkpoint.get("best_val", {}))
+
+    def generate(self, src: torch.Tensor, src_mask: torch.Tensor,
+                 decoding: DecodingConfig | None = None) -> list[list[Hypothesis]]:
+        """n-best lists of token-id hypotheses per source row, best first."""
+        return decode(self, src, src_mask, decoding or self.decoding, self.max_output_length)
+
+    @torch.no_grad()
+    def translate(self, sentences: list[str], decoding: DecodingConfig | None = None,
+                  batch_size: int = 64) -> list[str]:
+        """Raw source strings -> detokenized best translations."""
+        if self.tokenizer is None:
+            raise RuntimeError("this model has no tokenizer attached (attach_tokenizer)")
+        was_training = self.training
+        self.eval()
+        translations = []
+        for start in range(0, len(sentences), batch_size):
+            ids = self.tokenizer.encode_source(sentences[start : start + batch_size])
+            src, src_mask = source_batch(ids)
+            hypotheses = self.generate(src.to(self.device), src_mask.to(self.device), decoding)
+            translations += [self.tokenizer.decode_target(h[0].tokens) for h in hypotheses]
+        self.train(was_training)
+        return translations
+
+    # ---- training ----
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Label-smoothed cross entropy summed over real tokens, and their count."""
+        loss_sum = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(),
+                                   ignore_index=PAD_ID, label_smoothing=self.label_smoothing,
+                                   reduction="sum")
+        return loss_sum, (target != PAD_ID).sum()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["source"], batch["source_mask"], batch["target_in"])
+        loss_sum, tokens = self.loss(logits, batch["target_out"])
+        loss = loss_sum / tokens
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["source"].size(0))
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        settings = dict(self.optimizer_settings)
+        weight_decay = settings.pop("weight_decay", 0.0)
+        decayed = [p for p in self.parameters() if p.dim() >= 2]
+        others = [p for p in self.parameters() if p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decayed, "weight_decay": weight_decay},
+             {"params": others, "weight_decay": 0.0}], **settings)
+        scheduler_settings = dict(self.scheduler_settings)
+        scheduler = build_scheduler(
+            optimizer, scheduler_settings.pop("name"),
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            d_model=getattr(self, "d_model", 512), **scheduler_settings)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- evaluation ----
+    def _evaluate(self, batch: dict[str, Any], teacher_forced: TeacherForcedMetrics,
+                  text: TextMetrics, decoding: DecodingConfig) -> list[str]:
+        logits = self(batch["source"], batch["source_mask"], batch["target_in"])
+        loss_sum, _ = self.loss(logits, batch["target_out"])
+        teacher_forced.update(logits, batch["target_out"], loss_sum, PAD_ID)
+        hypotheses = self.generate(batch["source"], batch["source_mask"], decoding)
+        texts = [self.tokenizer.decode_target(h[0].tokens) for h in hypotheses]
+        text.update(texts, batch["target_text"])
+        return texts
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_teacher_forced, self.val_text, DecodingConfig(
+            beam_size=1, max_len_a=self.decoding.max_len_a, max_len_b=self.decoding.max_len_b))
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        texts = self._evaluate(batch, self.test_teacher_forced, self.test_text, self.decoding)
+        self.test_predictions.update(zip(batch["index"].tolist(), texts, strict=True))
+
+    def _log_epoch(self, stage: str, teacher_forced: TeacherForcedMetrics, text: TextMetrics,
+                   suffix: str) -> dict[str, float]:
+        values = {f"{stage}/{k}": v for k, v in teacher_forced.compute().items()}
+        values |= {f"{stage}/{k}{suffix}": v for k, v in text.compute().items()}
+        teacher_forced.reset()
+        text.reset()
+        return {k: float(v) for k, v in values.items()}
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self.val_teacher_forced.reset()
+            self.val_text.reset()
+            return
+        values = self._log_epoch("val", self.val_teacher_forced, self.val_text, "")
+        for name in ("bleu", "chrf", "exact_match"):
+            best = max(values[f"val/{name}"], self.best_val.get(name, -math.inf))
+            self.best_val[name] = best
+            values[f"val/{name}_best"] = best
+        self.log_dict({k: v for k, v in values.items() if k != "val/bleu"})
+        self.log("val/bleu", values["val/bleu"], prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = {}
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self._log_epoch("test", self.test_teacher_forced, self.test_text,
+                                      self.decoding.suffix))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[dict[int, str]] = [{}] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, self.test_predictions)
+            self.test_predictions = {k: v for part in gathered for k, v in part.items()}
+
+
+def output_layer(features: int, vocab_size: int, tied_embedding: nn.Embedding | None) -> nn.Linear:
+    """Projection to the target vocabulary, optionally sharing the target embedding's weights."""
+    layer = nn.Linear(features, vocab_size, bias=False)
+    if tied_embedding is not None:
+        if tied_embedding.embedding_dim != features:
+            raise ValueError(f"tied output projection needs feature size {features} == "
+                             f"embedding size {tied_embedding.embedding_dim}")
+        layer.weight = tied_embedding.weight
+    return layer

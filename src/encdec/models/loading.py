@@ -1,0 +1,31 @@
+"""Loading any family's checkpoint without Hydra."""
+
+from pathlib import Path
+
+import torch
+
+from encdec.models.attention import AttentionSeq2Seq
+from encdec.models.base import Seq2SeqModule
+from encdec.models.rnn import RNNSeq2Seq
+from encdec.models.transformer import TransformerSeq2Seq
+from encdec.utils.errors import UserError
+
+FAMILIES: dict[str, type[Seq2SeqModule]] = {
+    cls.__name__: cls for cls in (RNNSeq2Seq, AttentionSeq2Seq, TransformerSeq2Seq)}
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> Seq2SeqModule:
+    """The model in an ``encdec.train`` checkpoint, tokenizer attached, in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"'{path}' is not a readable checkpoint ({type(error).__name__})") from None
+    family = checkpoint.get("encdec_family") if isinstance(checkpoint, dict) else None
+    if family not in FAMILIES:
+        raise UserError(f"'{path}' is not an encdec model checkpoint (no known model family)")
+    model = FAMILIES[family].load_from_checkpoint(path, map_location=map_location,
+                                                  weights_only=True)
+    return model.eval()

@@ -1,0 +1,74 @@
+"""Transformer Seq2Seq (Vaswani et al., 2017) with KV-cached incremental decoding."""
+
+from typing import Any
+
+import torch
+
+from encdec.models.base import Seq2SeqModule, output_layer
+from encdec.models.rnn import build_embeddings
+from encdec.modules.embeddings import build_positions
+from encdec.modules.transformer import (
+    TransformerDecoder,
+    TransformerEncoder,
+    TransformerMemory,
+    TransformerState,
+)
+
+
+class TransformerSeq2Seq(Seq2SeqModule):
+    def __init__(
+        self,
+        source_vocab_size: int,
+        target_vocab_size: int,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+        label_smoothing: float = 0.1,
+        d_model: int = 256,
+        num_heads: int = 4,
+        ff_dim: int = 1024,
+        encoder_layers: int = 3,
+        decoder_layers: int = 3,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        positions: str = "sinusoidal",
+        max_positions: int = 1024,
+        norm_first: bool = True,
+        share_embeddings: bool = True,
+        tie_output: bool = True,
+    ) -> None:
+        super().__init__(source_vocab_size, target_vocab_size, optimizer, scheduler,
+                         label_smoothing)
+        self.save_hyperparameters()
+        self.d_model, self.num_heads = d_model, num_heads
+        self.max_output_length = max_positions - 1  # BOS takes position 0
+        source_embedding, target_embedding = build_embeddings(
+            source_vocab_size, target_vocab_size, d_model, share_embeddings, self.pad_id,
+            scale=True)
+        layer_args = dict(dim=d_model, num_heads=num_heads, ff_dim=ff_dim, dropout=dropout,
+                          attention_dropout=attention_dropout, norm_first=norm_first)
+        self.encoder = TransformerEncoder(
+            source_embedding, build_positions(positions, d_model, max_positions),
+            encoder_layers, **layer_args)
+        self.decoder = TransformerDecoder(
+            target_embedding, build_positions(positions, d_model, max_positions),
+            decoder_layers, **layer_args)
+        self.generator = output_layer(d_model, target_vocab_size,
+                                      target_embedding if tie_output else None)
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> TransformerMemory:
+        states = self.encoder(src, src_mask)  # (B, S, D)
+        return TransformerMemory(states, src_mask, self.decoder.cross_keys_values(states))
+
+    def init_state(self, memory: TransformerMemory) -> TransformerState:
+        batch = memory.states.size(0)
+        empty = memory.states.new_zeros(batch, self.num_heads, 0, self.d_model // self.num_heads)
+        return TransformerState([(empty, empty)] * len(self.decoder.layers), 0)
+
+    def step(self, prev_tokens: torch.Tensor, state: TransformerState, memory: TransformerMemory
+             ) -> tuple[torch.Tensor, TransformerState, None]:
+        features, state = self.decoder(prev_tokens.unsqueeze(1), memory, state)
+        return self.generator(features.squeeze(1)), state, None  # logits: (B, V)
+
+    def teacher_forced(self, tgt_in: torch.Tensor, memory: TransformerMemory) -> torch.Tensor:
+        features, _ = self.decoder(tgt_in, memory)
+        return self.generator(features)  # (B, T, V)

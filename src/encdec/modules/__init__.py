@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` components (no Lightning): embeddings, attention, RNN and Transformer parts."""

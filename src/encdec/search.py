@@ -1,0 +1,205 @@
+"""Greedy and beam search for every model family, through the incremental step interface.
+
+A model exposes (see ``models/base.py``)::
+
+    encode(src, src_mask)            -> memory      # memory.reorder(index) keeps rows `index`
+    init_state(memory)               -> state       # state.reorder(index) likewise
+    step(prev_tokens, state, memory) -> logits (B, V), state, attention (B, S) | None
+
+Both searches drop sentences from the batch as soon as they are finished, so the last steps run
+on only the long sentences. Output tokens exclude BOS and EOS.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+
+class StepModel(Protocol):
+    bos_id: int
+    eos_id: int
+    pad_id: int
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> Any: ...
+    def init_state(self, memory: Any) -> Any: ...
+    def step(
+        self, prev_tokens: torch.Tensor, state: Any, memory: Any
+    ) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # without BOS/EOS
+    score: float  # log-probability divided by the length penalty
+    finished: bool  # False when the search hit the length limit before EOS
+
+
+def max_output_lengths(src_mask: torch.Tensor, a: float, b: int, cap: int) -> torch.Tensor:
+    """Per-sentence output limit ``a * source_length + b``, at most ``cap``: (B,) long."""
+    source_lengths = src_mask.sum(dim=1)
+    return (a * source_lengths + b).long().clamp(min=1, max=cap)
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al., 2016); alpha = 0 disables it."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def _log_probs(model: StepModel, logits: torch.Tensor) -> torch.Tensor:
+    """(rows, V) log-probabilities in fp32, with PAD and BOS never chosen."""
+    logits = logits.float()
+    logits[:, [model.pad_id, model.bos_id]] = float("-inf")
+    return torch.log_softmax(logits, dim=-1)
+
+
+@torch.no_grad()
+def greedy_search(
+    model: StepModel, src: torch.Tensor, src_mask: torch.Tensor, max_lengths: torch.Tensor
+) -> list[Hypothesis]:
+    """Arg-max decoding; one hypothesis per source sentence, in input order."""
+    memory = model.encode(src, src_mask)
+    state = model.init_state(memory)
+    batch = src.size(0)
+    rows = torch.arange(batch, device=src.device)  # original sentence of each live row
+    prev = torch.full((batch,), model.bos_id, dtype=torch.long, device=src.device)
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    scores = [0.0] * batch
+    finished = [False] * batch
+    for t in range(int(max_lengths.max())):
+        logits, state, _ = model.step(prev, state, memory)
+        log_probs = _log_probs(model, logits)  # (live, V)
+        best_scores, best = log_probs.max(dim=-1)
+        is_eos = best == model.eos_id
+        at_limit = max_lengths[rows] <= t + 1
+        for row, token, score, eos in zip(
+            rows.tolist(), best.tolist(), best_scores.tolist(), is_eos.tolist(), strict=True
+        ):
+            scores[row] += score
+            if eos:
+                finished[row] = True
+            else:
+                tokens[row].append(token)
+        live = ~(is_eos | at_limit)
+        if not live.any():
+            break
+        if not live.all():
+            keep = live.nonzero().squeeze(1)
+            rows, best = rows[keep], best[keep]
+            state, memory = state.reorder(keep), memory.reorder(keep)
+        prev = best
+    return [
+        Hypothesis(tokens[i], scores[i] / length_penalty(len(tokens[i]) + finished[i], 0.0), finished[i])
+        for i in range(batch)
+    ]
+
+
+@torch.no_grad()
+def beam_search(
+    model: StepModel,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    max_lengths: torch.Tensor,
+    beam_size: int,
+    alpha: float = 0.0,
+    n_best: int = 1,
+) -> list[list[Hypothesis]]:
+    """Batched beam search with a GNMT length penalty; the ``n_best`` best per sentence, best first.
+
+    A sentence is done once it has ``beam_size`` finished hypotheses or reaches its length limit;
+    at the limit its live beams count as (unfinished) hypotheses, so there is always an answer.
+    """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
+    batch, device, k = src.size(0), src.device, beam_size
+    memory = model.encode(src, src_mask)
+    memory = memory.reorder(torch.arange(batch, device=device).repeat_interleave(k))
+    state = model.init_state(memory)
+
+    sentences = torch.arange(batch, device=device)  # original index of each live sentence
+    beam_scores = torch.full((batch, k), float("-inf"), device=device)  # summed log-probs
+    beam_scores[:, 0] = 0.0  # all beams start identical: keep one so candidates are distinct
+    beam_tokens = torch.empty((batch, k, 0), dtype=torch.long, device=device)  # (n, K, t)
+    prev = torch.full((batch * k,), model.bos_id, dtype=torch.long, device=device)
+    done: list[list[Hypothesis]] = [[] for _ in range(batch)]
+
+    for t in range(int(max_lengths.max())):
+        logits, state, _ = model.step(prev, state, memory)
+        log_probs = _log_probs(model, logits)  # (n*K, V)
+        n, vocab = beam_scores.size(0), log_probs.size(-1)
+        candidates = (beam_scores.unsqueeze(2) + log_probs.view(n, k, vocab)).view(n, k * vocab)
+        top_scores, top_ids = candidates.topk(min(2 * k, k * vocab), dim=1)  # (n, 2K)
+        top_beams, top_tokens = top_ids // vocab, top_ids % vocab
+        is_eos = top_tokens == model.eos_id
+
+        # EOS among the K best candidates ends a hypothesis.
+        penalty = length_penalty(t + 1, alpha)
+        for i, r in (is_eos[:, :k] & (top_scores[:, :k] > float("-inf"))).nonzero().tolist():
+            hypothesis_tokens = beam_tokens[i, top_beams[i, r]].tolist()
+            score = top_scores[i, r].item() / penalty
+            done[int(sentences[i])].append(Hypothesis(hypothesis_tokens, score, True))
+
+        # The K best candidates that do not end go on.
+        rank = torch.arange(top_ids.size(1), device=device).expand_as(top_ids) + is_eos * top_ids.size(1)
+        pick = rank.topk(k, dim=1, largest=False).indices  # (n, K)
+        beam_scores = top_scores.gather(1, pick)
+        chosen_beams = top_beams.gather(1, pick)
+        beam_tokens = torch.cat(
+            [beam_tokens.gather(1, chosen_beams.unsqueeze(2).expand(-1, -1, t)),
+             top_tokens.gather(1, pick).unsqueeze(2)],
+            dim=2,
+        )  # (n, K, t + 1)
+
+        at_limit = max_lengths[sentences] <= t + 1
+        for i in at_limit.nonzero().squeeze(1).tolist():
+            sentence = int(sentences[i])
+            penalty = length_penalty(t + 1, alpha)
+            for j in range(k):
+                if beam_scores[i, j] > float("-inf"):
+                    score = beam_scores[i, j].item() / penalty
+                    done[sentence].append(Hypothesis(beam_tokens[i, j].tolist(), score, False))
+        live = ~at_limit & torch.tensor(
+            [len(done[int(s)]) < k for s in sentences.tolist()], device=device
+        )
+        if not live.any():
+            break
+        rows = (torch.arange(n, device=device).unsqueeze(1) * k + chosen_beams)[live].view(-1)
+        state = state.reorder(rows)
+        if not live.all():
+            keep = live.nonzero().squeeze(1)
+            memory = memory.reorder((keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1))
+            sentences, beam_scores, beam_tokens = sentences[keep], beam_scores[keep], beam_tokens[keep]
+        prev = beam_tokens[:, :, -1].reshape(-1)
+    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in done]
+
+
+@dataclass
+class DecodingConfig:
+    """How val/test/translate decode: ``beam_size`` 1 is greedy search."""
+
+    beam_size: int = 1
+    length_penalty: float = 0.6  # GNMT alpha; used by beam search only
+    n_best: int = 1
+    max_len_a: float = 1.5  # output limit = a * source length + b tokens
+    max_len_b: int = 10
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"decoding.beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ValueError(f"decoding.n_best must be in 1..beam_size, got {self.n_best}")
+
+    @property
+    def suffix(self) -> str:
+        """Metric-name suffix saying how output was decoded: '' (greedy) or '_beam5'."""
+        return "" if self.beam_size == 1 else f"_beam{self.beam_size}"
+
+
+def decode(model: StepModel, src: torch.Tensor, src_mask: torch.Tensor, config: DecodingConfig,
+           max_length_cap: int) -> list[list[Hypothesis]]:
+    """Greedy or beam search as ``config`` says; n-best lists per sentence, best first."""
+    max_lengths = max_output_lengths(src_mask, config.max_len_a, config.max_len_b, max_length_cap)
+    if config.beam_size == 1:
+        return [[h] for h in greedy_search(model, src, src_mask, max_lengths)]
+    return beam_search(model, src, src_mask, max_lengths, config.beam_size,
+                       config.length_penalty, config.n_best)

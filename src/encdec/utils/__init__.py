@@ -1,0 +1,1 @@
+"""Small helpers for the entry points: errors, config printing, logging, run dirs."""
