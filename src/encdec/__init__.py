@@ -1,3 +1,3 @@
-"""encdec: encoder-decoder models (RNN, attention and Transformer Seq2Seq) with Hydra and Lightning."""
+"""encdec: encoder-decoder models (RNN, attention, Transformer Seq2Seq) with Hydra + Lightning."""
 
 __version__ = "0.1.0"

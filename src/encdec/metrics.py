@@ -17,14 +17,18 @@ class TeacherForcedMetrics(Metric):
     def __init__(self) -> None:
         super().__init__()
         for name in ("loss_sum", "nll_sum", "correct", "tokens"):
-            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(
+                name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
+            )
 
-    def update(self, logits: torch.Tensor, target: torch.Tensor, loss_sum: torch.Tensor,
-               pad_id: int) -> None:
+    def update(
+        self, logits: torch.Tensor, target: torch.Tensor, loss_sum: torch.Tensor, pad_id: int
+    ) -> None:
         # logits: (B, T, V), target: (B, T); loss_sum: summed training loss of these tokens
         real = target != pad_id
         nll = torch.nn.functional.cross_entropy(
-            logits.float().flatten(0, 1), target.flatten(), ignore_index=pad_id, reduction="sum")
+            logits.float().flatten(0, 1), target.flatten(), ignore_index=pad_id, reduction="sum"
+        )
         self.loss_sum += loss_sum.detach().double()
         self.nll_sum += nll.detach().double()
         self.correct += ((logits.argmax(-1) == target) & real).sum().double()

@@ -35,8 +35,9 @@ class InverseSqrtSchedule(_FactorSchedule):
 
 
 class NoamSchedule(_FactorSchedule):
-    def __init__(self, optimizer: Optimizer, warmup_steps: int, d_model: int,
-                 last_epoch: int = -1) -> None:
+    def __init__(
+        self, optimizer: Optimizer, warmup_steps: int, d_model: int, last_epoch: int = -1
+    ) -> None:
         self.warmup_steps, self.d_model = warmup_steps, d_model
         super().__init__(optimizer, last_epoch)
 
@@ -45,15 +46,23 @@ class NoamSchedule(_FactorSchedule):
 
 
 class CosineSchedule(_FactorSchedule):
-    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int,
-                 min_ratio: float = 0.0, last_epoch: int = -1) -> None:
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        warmup_steps: int,
+        total_steps: int,
+        min_ratio: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
         self.warmup_steps, self.total_steps, self.min_ratio = warmup_steps, total_steps, min_ratio
         super().__init__(optimizer, last_epoch)
 
     def factor(self, step: int) -> float:
         if step < self.warmup_steps:
             return step / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        progress = min(
+            1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        )
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -62,8 +71,14 @@ class ConstantSchedule(_FactorSchedule):
         return 1.0
 
 
-def build_scheduler(optimizer: Optimizer, name: str, total_steps: int, d_model: int,
-                    warmup_steps: int = 0, min_ratio: float = 0.0) -> LRScheduler:
+def build_scheduler(
+    optimizer: Optimizer,
+    name: str,
+    total_steps: int,
+    d_model: int,
+    warmup_steps: int = 0,
+    min_ratio: float = 0.0,
+) -> LRScheduler:
     """A schedule by ``name``: inverse_sqrt, noam, cosine or constant."""
     if name == "inverse_sqrt":
         return InverseSqrtSchedule(optimizer, max(1, warmup_steps))

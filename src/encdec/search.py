@@ -89,7 +89,9 @@ def greedy_search(
             state, memory = state.reorder(keep), memory.reorder(keep)
         prev = best
     return [
-        Hypothesis(tokens[i], scores[i] / length_penalty(len(tokens[i]) + finished[i], 0.0), finished[i])
+        Hypothesis(
+            tokens[i], scores[i] / length_penalty(len(tokens[i]) + finished[i], 0.0), finished[i]
+        )
         for i in range(batch)
     ]
 
@@ -140,13 +142,17 @@ def beam_search(
             done[int(sentences[i])].append(Hypothesis(hypothesis_tokens, score, True))
 
         # The K best candidates that do not end go on.
-        rank = torch.arange(top_ids.size(1), device=device).expand_as(top_ids) + is_eos * top_ids.size(1)
+        rank = torch.arange(top_ids.size(1), device=device).expand_as(
+            top_ids
+        ) + is_eos * top_ids.size(1)
         pick = rank.topk(k, dim=1, largest=False).indices  # (n, K)
         beam_scores = top_scores.gather(1, pick)
         chosen_beams = top_beams.gather(1, pick)
         beam_tokens = torch.cat(
-            [beam_tokens.gather(1, chosen_beams.unsqueeze(2).expand(-1, -1, t)),
-             top_tokens.gather(1, pick).unsqueeze(2)],
+            [
+                beam_tokens.gather(1, chosen_beams.unsqueeze(2).expand(-1, -1, t)),
+                top_tokens.gather(1, pick).unsqueeze(2),
+            ],
             dim=2,
         )  # (n, K, t + 1)
 
@@ -167,8 +173,14 @@ def beam_search(
         state = state.reorder(rows)
         if not live.all():
             keep = live.nonzero().squeeze(1)
-            memory = memory.reorder((keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1))
-            sentences, beam_scores, beam_tokens = sentences[keep], beam_scores[keep], beam_tokens[keep]
+            memory = memory.reorder(
+                (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
+            )
+            sentences, beam_scores, beam_tokens = (
+                sentences[keep],
+                beam_scores[keep],
+                beam_tokens[keep],
+            )
         prev = beam_tokens[:, :, -1].reshape(-1)
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[:n_best] for hyps in done]
 
@@ -195,11 +207,17 @@ class DecodingConfig:
         return "" if self.beam_size == 1 else f"_beam{self.beam_size}"
 
 
-def decode(model: StepModel, src: torch.Tensor, src_mask: torch.Tensor, config: DecodingConfig,
-           max_length_cap: int) -> list[list[Hypothesis]]:
+def decode(
+    model: StepModel,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    config: DecodingConfig,
+    max_length_cap: int,
+) -> list[list[Hypothesis]]:
     """Greedy or beam search as ``config`` says; n-best lists per sentence, best first."""
     max_lengths = max_output_lengths(src_mask, config.max_len_a, config.max_len_b, max_length_cap)
     if config.beam_size == 1:
         return [[h] for h in greedy_search(model, src, src_mask, max_lengths)]
-    return beam_search(model, src, src_mask, max_lengths, config.beam_size,
-                       config.length_penalty, config.n_best)
+    return beam_search(
+        model, src, src_mask, max_lengths, config.beam_size, config.length_penalty, config.n_best
+    )

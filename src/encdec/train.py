@@ -29,8 +29,11 @@ def write_test_outputs(model: Any, metrics: dict[str, float], output_dir: Path) 
     predictions.parent.mkdir(parents=True, exist_ok=True)
     lines = [model.test_predictions[i] for i in sorted(model.test_predictions)]
     predictions.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    record = {"metrics": metrics, "bleu_signature": model.test_text.bleu_signature,
-              "predictions": str(predictions)}
+    record = {
+        "metrics": metrics,
+        "bleu_signature": model.test_text.bleu_signature,
+        "predictions": str(predictions),
+    }
     (output_dir / f"test_metrics{suffix}.json").write_text(json.dumps(record, indent=2))
 
 
@@ -43,21 +46,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     tokenizer = datamodule.load_tokenizer()
     tokenizer.save(output_dir / "tokenizer")
-    model = instantiate(cfg.model, "model", source_vocab_size=tokenizer.source_vocab_size,
-                        target_vocab_size=tokenizer.target_vocab_size)
-    if getattr(model.hparams, "share_embeddings", False) and not tokenizer.joint:
+    if cfg.model.get("share_embeddings") and not tokenizer.joint:
         raise UserError("model.share_embeddings=true needs data.tokenizer.joint=true")
+    model = instantiate(
+        cfg.model,
+        "model",
+        source_vocab_size=tokenizer.source_vocab_size,
+        target_vocab_size=tokenizer.target_vocab_size,
+    )
     model.attach_tokenizer(tokenizer)
     model.decoding = DecodingConfig(**cfg.decoding)
 
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_group(cfg.get("logger"), "logger")
-    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks,
-                                     logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False
+    )
     parameters = sum(p.numel() for p in model.parameters())
     for logger in trainer.loggers:
-        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True),
-                                "parameters": parameters})
+        logger.log_hyperparams(
+            {**OmegaConf.to_container(cfg, resolve=True), "parameters": parameters}
+        )
     log.info("model %s: %s parameters", type(model).__name__, f"{parameters:,}")
 
     if cfg.train:
@@ -68,8 +77,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if not best:
             log.warning("no best checkpoint: testing the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-                        if k.startswith("test/")}
+        test_metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
+        }
         metrics |= test_metrics
         if trainer.is_global_zero:
             write_test_outputs(model, test_metrics, output_dir)

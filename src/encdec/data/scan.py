@@ -159,15 +159,19 @@ class ScanDataModule(TranslationDataModule):
     is held out for checkpoint selection. The test split is never used for selection.
     """
 
-    def __init__(self, cache_dir: str, split: str = "simple", val_fraction: float = 0.1,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, cache_dir: str, split: str = "simple", val_fraction: float = 0.1, **kwargs: Any
+    ) -> None:
         if split not in SPLITS:
-            raise UserError(f"unknown SCAN split '{split}' (data.split); choose one of "
-                            f"{', '.join(SPLITS)}")
-        kwargs.setdefault("tokenizer", {"kind": "word", "vocab_size": 100, "joint": False,
-                                        "min_frequency": 1})
-        super().__init__(source_lang="command", target_lang="actions", cache_dir=cache_dir,
-                         **kwargs)
+            raise UserError(
+                f"unknown SCAN split '{split}' (data.split); choose one of {', '.join(SPLITS)}"
+            )
+        kwargs.setdefault(
+            "tokenizer", {"kind": "word", "vocab_size": 100, "joint": False, "min_frequency": 1}
+        )
+        super().__init__(
+            source_lang="command", target_lang="actions", cache_dir=cache_dir, **kwargs
+        )
         self.split, self.val_fraction = split, val_fraction
 
     def read_split(self, stage: str) -> tuple[list[str], list[str]]:

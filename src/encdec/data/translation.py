@@ -62,8 +62,10 @@ def read_local_split(directory: Path, split: str, source_lang: str, target_lang:
     if source_file and target_file:
         sources, targets = read_lines(source_file), read_lines(target_file)
         if len(sources) != len(targets):
-            raise UserError(f"{source_file} has {len(sources)} lines but {target_file} has "
-                            f"{len(targets)}: parallel files must have one line per sentence")
+            raise UserError(
+                f"{source_file} has {len(sources)} lines but {target_file} has "
+                f"{len(targets)}: parallel files must have one line per sentence"
+            )
         return sources, targets
     if tsv := _find(directory, f"{split}.tsv"):
         rows = list(csv.DictReader(read_lines(tsv), delimiter="\t", quoting=csv.QUOTE_NONE))
@@ -77,18 +79,21 @@ def read_local_split(directory: Path, split: str, source_lang: str, target_lang:
                 except json.JSONDecodeError as error:
                     raise UserError(f"{jsonl}:{number}: invalid JSON ({error.msg})") from None
         return _columns(rows, source_lang, target_lang, jsonl)
-    raise UserError(f"no '{split}' split in {directory}: expected {split}.{source_lang}[.gz] and "
-                    f"{split}.{target_lang}[.gz], {split}.tsv or {split}.jsonl")
+    raise UserError(
+        f"no '{split}' split in {directory}: expected {split}.{source_lang}[.gz] and "
+        f"{split}.{target_lang}[.gz], {split}.tsv or {split}.jsonl"
+    )
 
 
-def _columns(rows: list[dict[str, Any]], source_lang: str, target_lang: str, origin: Any
-             ) -> Pairs:
+def _columns(rows: list[dict[str, Any]], source_lang: str, target_lang: str, origin: Any) -> Pairs:
     sources, targets = [], []
     for number, row in enumerate(rows, start=1):
         pair = row.get("translation", row)
         if source_lang not in pair or target_lang not in pair:
-            raise UserError(f"{origin}: row {number} has no '{source_lang}' and '{target_lang}' "
-                            f"fields (found: {', '.join(pair)})")
+            raise UserError(
+                f"{origin}: row {number} has no '{source_lang}' and '{target_lang}' "
+                f"fields (found: {', '.join(pair)})"
+            )
         sources.append((pair[source_lang] or "").strip())
         targets.append((pair[target_lang] or "").strip())
     return sources, targets
@@ -98,9 +103,11 @@ def read_hub_split(hub_id: str, split: str, source_lang: str, target_lang: str) 
     try:
         dataset = datasets.load_dataset(hub_id, split=split)
     except Exception as error:  # offline, unknown id or split: all end the same way
-        raise UserError(f"cannot load '{hub_id}' split '{split}' from the Hugging Face hub "
-                        f"({type(error).__name__}); offline, pass data.path=DIR with local "
-                        "files") from None
+        raise UserError(
+            f"cannot load '{hub_id}' split '{split}' from the Hugging Face hub "
+            f"({type(error).__name__}); offline, pass data.path=DIR with local "
+            "files"
+        ) from None
     return _columns(dataset, source_lang, target_lang, f"{hub_id}[{split}]")
 
 
@@ -127,8 +134,13 @@ class TranslationDataModule(L.LightningDataModule):
         self.hub_id = hub_id
         self.splits = splits or {stage: stage for stage in STAGES}
         self.hub_splits = hub_splits or self.splits
-        self.tokenizer_settings = {"kind": "bpe", "vocab_size": 8000, "joint": True,
-                                   "min_frequency": 2, **(tokenizer or {})}
+        self.tokenizer_settings = {
+            "kind": "bpe",
+            "vocab_size": 8000,
+            "joint": True,
+            "min_frequency": 2,
+            **(tokenizer or {}),
+        }
         self.max_tokens, self.max_length = max_tokens, max_length
         self.num_workers, self.seed = num_workers, seed
         self.tokenizer: Seq2SeqTokenizer | None = None
@@ -141,11 +153,13 @@ class TranslationDataModule(L.LightningDataModule):
         if self.path is not None:
             if not self.path.is_dir():
                 raise UserError(f"data.path '{self.path}' is not a directory")
-            return read_local_split(self.path, self.splits[stage], self.source_lang,
-                                    self.target_lang)
+            return read_local_split(
+                self.path, self.splits[stage], self.source_lang, self.target_lang
+            )
         if self.hub_id:
-            return read_hub_split(self.hub_id, self.hub_splits[stage], self.source_lang,
-                                  self.target_lang)
+            return read_hub_split(
+                self.hub_id, self.hub_splits[stage], self.source_lang, self.target_lang
+            )
         raise UserError("set data.path (a local directory) or data.hub_id")
 
     def texts(self, stage: str) -> Pairs:
@@ -163,14 +177,16 @@ class TranslationDataModule(L.LightningDataModule):
     def load_tokenizer(self) -> Seq2SeqTokenizer:
         if self.tokenizer is None:
             sources, targets = self.texts("train")
-            self.tokenizer = load_or_train_tokenizer(self.cache_dir, sources, targets,
-                                                     **self.tokenizer_settings)
+            self.tokenizer = load_or_train_tokenizer(
+                self.cache_dir, sources, targets, **self.tokenizer_settings
+            )
         return self.tokenizer
 
     def setup(self, stage: str | None = None) -> None:
         tokenizer = self.load_tokenizer()
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
-            stage, STAGES)
+            stage, STAGES
+        )
         for name in wanted:
             if name not in self.datasets:
                 self.datasets[name] = self._tokenize(name, tokenizer)
@@ -178,36 +194,59 @@ class TranslationDataModule(L.LightningDataModule):
     def _tokenize(self, stage: str, tokenizer: Seq2SeqTokenizer) -> datasets.Dataset:
         sources, targets = self.texts(stage)
         dataset = datasets.Dataset.from_dict(
-            {"index": list(range(len(sources))), "source": sources, "target": targets})
+            {"index": list(range(len(sources))), "source": sources, "target": targets}
+        )
         dataset = dataset.map(
-            lambda batch: {"source_ids": tokenizer.encode_source(batch["source"]),
-                           "target_ids": tokenizer.encode_target(batch["target"])},
-            batched=True, batch_size=2048)
+            lambda batch: {
+                "source_ids": tokenizer.encode_source(batch["source"]),
+                "target_ids": tokenizer.encode_target(batch["target"]),
+            },
+            batched=True,
+            batch_size=2048,
+        )
         if stage == "train":  # evaluation keeps every sentence; training drops unusable pairs
             before = len(dataset)
             dataset = dataset.filter(
-                lambda e: 0 < len(e["source_ids"]) <= self.max_length
-                and 0 < len(e["target_ids"]) <= self.max_length)
+                lambda e: (
+                    0 < len(e["source_ids"]) <= self.max_length
+                    and 0 < len(e["target_ids"]) <= self.max_length
+                )
+            )
             if len(dataset) < before:
-                log.warning("dropped %d of %d training pairs that are empty or longer than "
-                            "data.max_length=%d tokens", before - len(dataset), before,
-                            self.max_length)
+                log.warning(
+                    "dropped %d of %d training pairs that are empty or longer than "
+                    "data.max_length=%d tokens",
+                    before - len(dataset),
+                    before,
+                    self.max_length,
+                )
             if len(dataset) == 0:
                 raise UserError("no training pairs left after filtering empty/over-long ones")
         return dataset
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[stage]
-        lengths = [max(len(s), len(t)) + 2 for s, t in
-                   zip(dataset["source_ids"], dataset["target_ids"], strict=True)]
+        lengths = [
+            max(len(s), len(t)) + 2
+            for s, t in zip(dataset["source_ids"], dataset["target_ids"], strict=True)
+        ]
         trainer = self.trainer
         sampler = TokenBucketBatchSampler(
-            lengths, self.max_tokens, shuffle=shuffle, seed=self.seed,
+            lengths,
+            self.max_tokens,
+            shuffle=shuffle,
+            seed=self.seed,
             num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0, pad_to_equal=shuffle)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_pairs,
-                          num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+            rank=trainer.global_rank if trainer else 0,
+            pad_to_equal=shuffle,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate_pairs,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

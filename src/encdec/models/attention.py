@@ -6,7 +6,14 @@ import torch
 
 from encdec.models.base import Seq2SeqModule, output_layer
 from encdec.models.rnn import build_embeddings
-from encdec.modules.rnn import AttentionRNNDecoder, Bridge, RNNEncoder, RNNMemory, RNNState, top_layer
+from encdec.modules.rnn import (
+    AttentionRNNDecoder,
+    Bridge,
+    RNNEncoder,
+    RNNMemory,
+    RNNState,
+    top_layer,
+)
 
 
 class AttentionSeq2Seq(Seq2SeqModule):
@@ -28,19 +35,30 @@ class AttentionSeq2Seq(Seq2SeqModule):
         share_embeddings: bool = False,
         tie_output: bool = False,
     ) -> None:
-        super().__init__(source_vocab_size, target_vocab_size, optimizer, scheduler,
-                         label_smoothing)
+        super().__init__(
+            source_vocab_size, target_vocab_size, optimizer, scheduler, label_smoothing
+        )
         self.save_hyperparameters()
         source_embedding, target_embedding = build_embeddings(
-            source_vocab_size, target_vocab_size, embedding_dim, share_embeddings, self.pad_id)
-        self.encoder = RNNEncoder(source_embedding, cell, hidden_size, num_layers, dropout,
-                                  bidirectional)
+            source_vocab_size, target_vocab_size, embedding_dim, share_embeddings, self.pad_id
+        )
+        self.encoder = RNNEncoder(
+            source_embedding, cell, hidden_size, num_layers, dropout, bidirectional
+        )
         self.bridge = Bridge(self.encoder.output_size, hidden_size)
-        self.decoder = AttentionRNNDecoder(target_embedding, cell, hidden_size, num_layers,
-                                           dropout, self.encoder.output_size, attention,
-                                           input_feeding)
-        self.generator = output_layer(hidden_size, target_vocab_size,
-                                      target_embedding if tie_output else None)
+        self.decoder = AttentionRNNDecoder(
+            target_embedding,
+            cell,
+            hidden_size,
+            num_layers,
+            dropout,
+            self.encoder.output_size,
+            attention,
+            input_feeding,
+        )
+        self.generator = output_layer(
+            hidden_size, target_vocab_size, target_embedding if tie_output else None
+        )
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> RNNMemory:
         states, final = self.encoder(src, src_mask)
@@ -50,8 +68,9 @@ class AttentionSeq2Seq(Seq2SeqModule):
     def init_state(self, memory: RNNMemory) -> RNNState:
         return self.decoder.init_state(memory)
 
-    def step(self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
-             ) -> tuple[torch.Tensor, RNNState, torch.Tensor]:
+    def step(
+        self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
+    ) -> tuple[torch.Tensor, RNNState, torch.Tensor]:
         features, state, weights = self.decoder.step(prev_tokens, state, memory)
         return self.generator(features), state, weights  # (B, V), state, (B, S)
 

@@ -61,25 +61,30 @@ class Seq2SeqModule(L.LightningModule):
     def init_state(self, memory: Any) -> Any: ...
 
     @abstractmethod
-    def step(self, prev_tokens: torch.Tensor, state: Any, memory: Any
-             ) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
+    def step(
+        self, prev_tokens: torch.Tensor, state: Any, memory: Any
+    ) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
 
     @abstractmethod
     def teacher_forced(self, tgt_in: torch.Tensor, memory: Any) -> torch.Tensor: ...
 
-    def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(
+        self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
+    ) -> torch.Tensor:
         # src: (B, S), tgt_in: (B, T) -> logits (B, T, V)
         return self.teacher_forced(tgt_in, self.encode(src, src_mask))
 
     # ---- tokenizer and raw-text translation ----
     def attach_tokenizer(self, tokenizer: Seq2SeqTokenizer) -> None:
         if (tokenizer.source_vocab_size, tokenizer.target_vocab_size) != (
-                self.source_vocab_size, self.target_vocab_size):
+            self.source_vocab_size,
+            self.target_vocab_size,
+        ):
             raise ValueError(
                 f"tokenizer vocabularies ({tokenizer.source_vocab_size}, "
                 f"{tokenizer.target_vocab_size}) do not match the model's "
-                f"({self.source_vocab_size}, {self.target_vocab_size})")
+                f"({self.source_vocab_size}, {self.target_vocab_size})"
+            )
         self.tokenizer = tokenizer
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -91,20 +96,24 @@ class Seq2SeqModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         family = checkpoint.get("encdec_family")
         if family != type(self).__name__:
-            raise ValueError(f"this checkpoint holds a {family or 'non-encdec'} model, "
-                             f"not a {type(self).__name__}")
+            raise ValueError(
+                f"this checkpoint holds a {family or 'non-encdec'} model, "
+                f"not a {type(self).__name__}"
+            )
         if "tokenizer" in checkpoint:
             self.tokenizer = Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"])
         self.best_val = dict(checkpoint.get("best_val", {}))
 
-    def generate(self, src: torch.Tensor, src_mask: torch.Tensor,
-                 decoding: DecodingConfig | None = None) -> list[list[Hypothesis]]:
+    def generate(
+        self, src: torch.Tensor, src_mask: torch.Tensor, decoding: DecodingConfig | None = None
+    ) -> list[list[Hypothesis]]:
         """n-best lists of token-id hypotheses per source row, best first."""
         return decode(self, src, src_mask, decoding or self.decoding, self.max_output_length)
 
     @torch.no_grad()
-    def translate(self, sentences: list[str], decoding: DecodingConfig | None = None,
-                  batch_size: int = 64) -> list[str]:
+    def translate(
+        self, sentences: list[str], decoding: DecodingConfig | None = None, batch_size: int = 64
+    ) -> list[str]:
         """Raw source strings -> detokenized best translations."""
         if self.tokenizer is None:
             raise RuntimeError("this model has no tokenizer attached (attach_tokenizer)")
@@ -122,9 +131,13 @@ class Seq2SeqModule(L.LightningModule):
     # ---- training ----
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Label-smoothed cross entropy summed over real tokens, and their count."""
-        loss_sum = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(),
-                                   ignore_index=PAD_ID, label_smoothing=self.label_smoothing,
-                                   reduction="sum")
+        loss_sum = F.cross_entropy(
+            logits.float().flatten(0, 1),
+            target.flatten(),
+            ignore_index=PAD_ID,
+            label_smoothing=self.label_smoothing,
+            reduction="sum",
+        )
         return loss_sum, (target != PAD_ID).sum()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -140,19 +153,33 @@ class Seq2SeqModule(L.LightningModule):
         decayed = [p for p in self.parameters() if p.dim() >= 2]
         others = [p for p in self.parameters() if p.dim() < 2]
         optimizer = torch.optim.AdamW(
-            [{"params": decayed, "weight_decay": weight_decay},
-             {"params": others, "weight_decay": 0.0}], **settings)
+            [
+                {"params": decayed, "weight_decay": weight_decay},
+                {"params": others, "weight_decay": 0.0},
+            ],
+            **settings,
+        )
         scheduler_settings = dict(self.scheduler_settings)
         scheduler = build_scheduler(
-            optimizer, scheduler_settings.pop("name"),
+            optimizer,
+            scheduler_settings.pop("name"),
             total_steps=int(self.trainer.estimated_stepping_batches),
-            d_model=getattr(self, "d_model", 512), **scheduler_settings)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            d_model=getattr(self, "d_model", 512),
+            **scheduler_settings,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # ---- evaluation ----
-    def _evaluate(self, batch: dict[str, Any], teacher_forced: TeacherForcedMetrics,
-                  text: TextMetrics, decoding: DecodingConfig) -> list[str]:
+    def _evaluate(
+        self,
+        batch: dict[str, Any],
+        teacher_forced: TeacherForcedMetrics,
+        text: TextMetrics,
+        decoding: DecodingConfig,
+    ) -> list[str]:
         logits = self(batch["source"], batch["source_mask"], batch["target_in"])
         loss_sum, _ = self.loss(logits, batch["target_out"])
         teacher_forced.update(logits, batch["target_out"], loss_sum, PAD_ID)
@@ -162,15 +189,22 @@ class Seq2SeqModule(L.LightningModule):
         return texts
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_teacher_forced, self.val_text, DecodingConfig(
-            beam_size=1, max_len_a=self.decoding.max_len_a, max_len_b=self.decoding.max_len_b))
+        self._evaluate(
+            batch,
+            self.val_teacher_forced,
+            self.val_text,
+            DecodingConfig(
+                beam_size=1, max_len_a=self.decoding.max_len_a, max_len_b=self.decoding.max_len_b
+            ),
+        )
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         texts = self._evaluate(batch, self.test_teacher_forced, self.test_text, self.decoding)
         self.test_predictions.update(zip(batch["index"].tolist(), texts, strict=True))
 
-    def _log_epoch(self, stage: str, teacher_forced: TeacherForcedMetrics, text: TextMetrics,
-                   suffix: str) -> dict[str, float]:
+    def _log_epoch(
+        self, stage: str, teacher_forced: TeacherForcedMetrics, text: TextMetrics, suffix: str
+    ) -> dict[str, float]:
         values = {f"{stage}/{k}": v for k, v in teacher_forced.compute().items()}
         values |= {f"{stage}/{k}{suffix}": v for k, v in text.compute().items()}
         teacher_forced.reset()
@@ -194,8 +228,9 @@ class Seq2SeqModule(L.LightningModule):
         self.test_predictions = {}
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self._log_epoch("test", self.test_teacher_forced, self.test_text,
-                                      self.decoding.suffix))
+        self.log_dict(
+            self._log_epoch("test", self.test_teacher_forced, self.test_text, self.decoding.suffix)
+        )
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[dict[int, str]] = [{}] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(gathered, self.test_predictions)
@@ -207,7 +242,9 @@ def output_layer(features: int, vocab_size: int, tied_embedding: nn.Embedding | 
     layer = nn.Linear(features, vocab_size, bias=False)
     if tied_embedding is not None:
         if tied_embedding.embedding_dim != features:
-            raise ValueError(f"tied output projection needs feature size {features} == "
-                             f"embedding size {tied_embedding.embedding_dim}")
+            raise ValueError(
+                f"tied output projection needs feature size {features} == "
+                f"embedding size {tied_embedding.embedding_dim}"
+            )
         layer.weight = tied_embedding.weight
     return layer

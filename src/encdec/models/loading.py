@@ -11,7 +11,8 @@ from encdec.models.transformer import TransformerSeq2Seq
 from encdec.utils.errors import UserError
 
 FAMILIES: dict[str, type[Seq2SeqModule]] = {
-    cls.__name__: cls for cls in (RNNSeq2Seq, AttentionSeq2Seq, TransformerSeq2Seq)}
+    cls.__name__: cls for cls in (RNNSeq2Seq, AttentionSeq2Seq, TransformerSeq2Seq)
+}
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> Seq2SeqModule:
@@ -26,6 +27,7 @@ def load_model(path: str | Path, map_location: str = "cpu") -> Seq2SeqModule:
     family = checkpoint.get("encdec_family") if isinstance(checkpoint, dict) else None
     if family not in FAMILIES:
         raise UserError(f"'{path}' is not an encdec model checkpoint (no known model family)")
-    model = FAMILIES[family].load_from_checkpoint(path, map_location=map_location,
-                                                  weights_only=True)
+    model = FAMILIES[family].load_from_checkpoint(
+        path, map_location=map_location, weights_only=True
+    )
     return model.eval()

@@ -9,15 +9,23 @@ from encdec.modules.embeddings import TokenEmbedding
 from encdec.modules.rnn import Bridge, ContextRNNDecoder, RNNEncoder, RNNMemory, RNNState, top_layer
 
 
-def build_embeddings(source_vocab_size: int, target_vocab_size: int, dim: int, share: bool,
-                     pad_id: int, scale: bool = False) -> tuple[TokenEmbedding, TokenEmbedding]:
+def build_embeddings(
+    source_vocab_size: int,
+    target_vocab_size: int,
+    dim: int,
+    share: bool,
+    pad_id: int,
+    scale: bool = False,
+) -> tuple[TokenEmbedding, TokenEmbedding]:
     """Source and target embeddings; one shared table when ``share`` (joint vocabulary)."""
     source = TokenEmbedding(source_vocab_size, dim, pad_id, scale)
     if not share:
         return source, TokenEmbedding(target_vocab_size, dim, pad_id, scale)
     if source_vocab_size != target_vocab_size:
-        raise ValueError("model.share_embeddings needs a joint vocabulary "
-                         f"(source {source_vocab_size} != target {target_vocab_size} tokens)")
+        raise ValueError(
+            "model.share_embeddings needs a joint vocabulary "
+            f"(source {source_vocab_size} != target {target_vocab_size} tokens)"
+        )
     return source, source
 
 
@@ -40,19 +48,30 @@ class RNNSeq2Seq(Seq2SeqModule):
         share_embeddings: bool = False,
         tie_output: bool = False,
     ) -> None:
-        super().__init__(source_vocab_size, target_vocab_size, optimizer, scheduler,
-                         label_smoothing)
+        super().__init__(
+            source_vocab_size, target_vocab_size, optimizer, scheduler, label_smoothing
+        )
         self.save_hyperparameters()
         self.teacher_forcing_ratio = teacher_forcing_ratio
         source_embedding, target_embedding = build_embeddings(
-            source_vocab_size, target_vocab_size, embedding_dim, share_embeddings, self.pad_id)
-        self.encoder = RNNEncoder(source_embedding, cell, hidden_size, num_layers, dropout,
-                                  bidirectional)
+            source_vocab_size, target_vocab_size, embedding_dim, share_embeddings, self.pad_id
+        )
+        self.encoder = RNNEncoder(
+            source_embedding, cell, hidden_size, num_layers, dropout, bidirectional
+        )
         self.bridge = Bridge(self.encoder.output_size, hidden_size)
-        self.decoder = ContextRNNDecoder(target_embedding, cell, hidden_size, num_layers, dropout,
-                                         self.encoder.output_size, context_every_step)
-        self.generator = output_layer(embedding_dim, target_vocab_size,
-                                      target_embedding if tie_output else None)
+        self.decoder = ContextRNNDecoder(
+            target_embedding,
+            cell,
+            hidden_size,
+            num_layers,
+            dropout,
+            self.encoder.output_size,
+            context_every_step,
+        )
+        self.generator = output_layer(
+            embedding_dim, target_vocab_size, target_embedding if tie_output else None
+        )
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> RNNMemory:
         states, final = self.encoder(src, src_mask)
@@ -61,8 +80,9 @@ class RNNSeq2Seq(Seq2SeqModule):
     def init_state(self, memory: RNNMemory) -> RNNState:
         return RNNState(memory.final)
 
-    def step(self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
-             ) -> tuple[torch.Tensor, RNNState, None]:
+    def step(
+        self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
+    ) -> tuple[torch.Tensor, RNNState, None]:
         features, state = self.decoder.step(prev_tokens, state, memory)
         return self.generator(features), state, None  # logits: (B, V)
 
@@ -81,6 +101,8 @@ class RNNSeq2Seq(Seq2SeqModule):
             step_logits, state, _ = self.step(prev, state, memory)
             logits.append(step_logits)
             if t + 1 < tgt_in.size(1):
-                use_reference = torch.rand(prev.shape, device=prev.device) < self.teacher_forcing_ratio
+                use_reference = (
+                    torch.rand(prev.shape, device=prev.device) < self.teacher_forcing_ratio
+                )
                 prev = torch.where(use_reference, tgt_in[:, t + 1], step_logits.argmax(-1))
         return torch.stack(logits, dim=1)

@@ -36,24 +36,38 @@ class TransformerSeq2Seq(Seq2SeqModule):
         share_embeddings: bool = True,
         tie_output: bool = True,
     ) -> None:
-        super().__init__(source_vocab_size, target_vocab_size, optimizer, scheduler,
-                         label_smoothing)
+        super().__init__(
+            source_vocab_size, target_vocab_size, optimizer, scheduler, label_smoothing
+        )
         self.save_hyperparameters()
         self.d_model, self.num_heads = d_model, num_heads
         self.max_output_length = max_positions - 1  # BOS takes position 0
         source_embedding, target_embedding = build_embeddings(
-            source_vocab_size, target_vocab_size, d_model, share_embeddings, self.pad_id,
-            scale=True)
-        layer_args = dict(dim=d_model, num_heads=num_heads, ff_dim=ff_dim, dropout=dropout,
-                          attention_dropout=attention_dropout, norm_first=norm_first)
+            source_vocab_size, target_vocab_size, d_model, share_embeddings, self.pad_id, scale=True
+        )
+        layer_args = dict(
+            dim=d_model,
+            num_heads=num_heads,
+            ff_dim=ff_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            norm_first=norm_first,
+        )
         self.encoder = TransformerEncoder(
-            source_embedding, build_positions(positions, d_model, max_positions),
-            encoder_layers, **layer_args)
+            source_embedding,
+            build_positions(positions, d_model, max_positions),
+            encoder_layers,
+            **layer_args,
+        )
         self.decoder = TransformerDecoder(
-            target_embedding, build_positions(positions, d_model, max_positions),
-            decoder_layers, **layer_args)
-        self.generator = output_layer(d_model, target_vocab_size,
-                                      target_embedding if tie_output else None)
+            target_embedding,
+            build_positions(positions, d_model, max_positions),
+            decoder_layers,
+            **layer_args,
+        )
+        self.generator = output_layer(
+            d_model, target_vocab_size, target_embedding if tie_output else None
+        )
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> TransformerMemory:
         states = self.encoder(src, src_mask)  # (B, S, D)
@@ -64,8 +78,9 @@ class TransformerSeq2Seq(Seq2SeqModule):
         empty = memory.states.new_zeros(batch, self.num_heads, 0, self.d_model // self.num_heads)
         return TransformerState([(empty, empty)] * len(self.decoder.layers), 0)
 
-    def step(self, prev_tokens: torch.Tensor, state: TransformerState, memory: TransformerMemory
-             ) -> tuple[torch.Tensor, TransformerState, None]:
+    def step(
+        self, prev_tokens: torch.Tensor, state: TransformerState, memory: TransformerMemory
+    ) -> tuple[torch.Tensor, TransformerState, None]:
         features, state = self.decoder(prev_tokens.unsqueeze(1), memory, state)
         return self.generator(features.squeeze(1)), state, None  # logits: (B, V)
 

@@ -1,1 +1,1 @@
-"""Plain ``nn.Module`` components (no Lightning): embeddings, attention, RNN and Transformer parts."""
+"""Plain nn.Module components (no Lightning): embeddings, attention, RNN, Transformer parts."""

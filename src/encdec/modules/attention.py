@@ -27,7 +27,7 @@ class BahdanauAttention(nn.Module):
     def forward(
         self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # query: (B, T, query_size), keys: (B, S, hidden), values: (B, S, V), mask: (B, S) True = token
+        # query: (B, T, query_size), keys: (B, S, hidden), values: (B, S, V), mask: (B, S)
         energies = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (B,T,S,A)
         return _attend(self.energy(energies).squeeze(3), values, mask)
 
@@ -40,7 +40,9 @@ class LuongAttention(nn.Module):
         if kind not in ("dot", "general"):
             raise ValueError(f"unknown Luong attention '{kind}'; choose dot or general")
         if kind == "dot" and query_size != key_size:
-            raise ValueError(f"dot attention needs query_size == key_size, got {query_size}, {key_size}")
+            raise ValueError(
+                f"dot attention needs query_size == key_size, got {query_size}, {key_size}"
+            )
         self.key_proj = nn.Linear(key_size, query_size, bias=False) if kind == "general" else None
 
     def project_keys(self, states: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,9 @@ class SinusoidalPositions(nn.Module):
 
     def forward(self, length: int, offset: int = 0) -> torch.Tensor:
         if offset + length > self.table.size(0):
-            raise ValueError(f"sequence of length {offset + length} exceeds max_len {self.table.size(0)}")
+            raise ValueError(
+                f"sequence of length {offset + length} exceeds max_len {self.table.size(0)}"
+            )
         return self.table[offset : offset + length]
 
 

@@ -17,14 +17,26 @@ from encdec.modules.attention import build_rnn_attention
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # GRU: h; LSTM: (h, c); each (L, B, H)
 
 
-def build_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
-              bidirectional: bool = False) -> nn.RNNBase:
+def build_rnn(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int,
+    dropout: float,
+    bidirectional: bool = False,
+) -> nn.RNNBase:
     """``cell`` is ``gru`` or ``lstm``."""
     if cell not in ("gru", "lstm"):
         raise ValueError(f"unknown rnn cell '{cell}'; choose gru or lstm")
     rnn_class = nn.GRU if cell == "gru" else nn.LSTM
-    return rnn_class(input_size, hidden_size, num_layers, batch_first=True,
-                     dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+    return rnn_class(
+        input_size,
+        hidden_size,
+        num_layers,
+        batch_first=True,
+        dropout=dropout if num_layers > 1 else 0.0,
+        bidirectional=bidirectional,
+    )
 
 
 def select_hidden(hidden: Hidden, index: torch.Tensor) -> Hidden:
@@ -74,13 +86,21 @@ class RNNState:
 class RNNEncoder(nn.Module):
     """Embeds and reads the source; the final states of both directions are joined per layer."""
 
-    def __init__(self, embedding: nn.Embedding, cell: str, hidden_size: int, num_layers: int,
-                 dropout: float, bidirectional: bool) -> None:
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        cell: str,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        bidirectional: bool,
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.dropout = nn.Dropout(dropout)
-        self.rnn = build_rnn(cell, embedding.embedding_dim, hidden_size, num_layers, dropout,
-                             bidirectional)
+        self.rnn = build_rnn(
+            cell, embedding.embedding_dim, hidden_size, num_layers, dropout, bidirectional
+        )
         self.output_size = hidden_size * (2 if bidirectional else 1)
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> tuple[torch.Tensor, Hidden]:
@@ -98,8 +118,11 @@ class RNNEncoder(nn.Module):
         if not self.rnn.bidirectional:
             return final
         layers_x2, batch, hidden = final.shape  # (L*2, B, H) -> (L, B, 2H)
-        return final.view(layers_x2 // 2, 2, batch, hidden).transpose(1, 2).reshape(
-            layers_x2 // 2, batch, 2 * hidden)
+        return (
+            final.view(layers_x2 // 2, 2, batch, hidden)
+            .transpose(1, 2)
+            .reshape(layers_x2 // 2, batch, 2 * hidden)
+        )
 
 
 class Bridge(nn.Module):
@@ -122,18 +145,28 @@ class ContextRNNDecoder(nn.Module):
     concatenated to every decoder input and to the pre-output layer.
     """
 
-    def __init__(self, embedding: nn.Embedding, cell: str, hidden_size: int, num_layers: int,
-                 dropout: float, context_size: int, context_every_step: bool) -> None:
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        cell: str,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        context_size: int,
+        context_every_step: bool,
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.context_size = context_size if context_every_step else 0
         self.dropout = nn.Dropout(dropout)
-        self.rnn = build_rnn(cell, embedding.embedding_dim + self.context_size, hidden_size,
-                             num_layers, dropout)
+        self.rnn = build_rnn(
+            cell, embedding.embedding_dim + self.context_size, hidden_size, num_layers, dropout
+        )
         self.pre_output = nn.Linear(hidden_size + self.context_size, embedding.embedding_dim)
 
-    def forward(self, tgt_in: torch.Tensor, memory: RNNMemory, hidden: Hidden | None = None
-                ) -> tuple[torch.Tensor, Hidden]:
+    def forward(
+        self, tgt_in: torch.Tensor, memory: RNNMemory, hidden: Hidden | None = None
+    ) -> tuple[torch.Tensor, Hidden]:
         # tgt_in: (B, T) -> features (B, T, E) and the last hidden; the whole sequence at once
         inputs = self.dropout(self.embedding(tgt_in))
         if self.context_size:
@@ -144,8 +177,9 @@ class ContextRNNDecoder(nn.Module):
             outputs = torch.cat([outputs, context], dim=-1)
         return torch.tanh(self.pre_output(self.dropout(outputs))), hidden
 
-    def step(self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
-             ) -> tuple[torch.Tensor, RNNState]:
+    def step(
+        self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
+    ) -> tuple[torch.Tensor, RNNState]:
         # prev_tokens: (B,) -> features (B, E)
         features, hidden = self.forward(prev_tokens.unsqueeze(1), memory, state.hidden)
         return features.squeeze(1), RNNState(hidden)
@@ -159,14 +193,26 @@ class AttentionRNNDecoder(nn.Module):
     tanh(W [h; context]) is the output; with ``input_feeding`` it is also fed to the next input.
     """
 
-    def __init__(self, embedding: nn.Embedding, cell: str, hidden_size: int, num_layers: int,
-                 dropout: float, encoder_size: int, attention: str, input_feeding: bool) -> None:
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        cell: str,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        encoder_size: int,
+        attention: str,
+        input_feeding: bool,
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.query_first = attention == "bahdanau"
         self.input_feeding = input_feeding
-        input_size = embedding.embedding_dim + (encoder_size if self.query_first else 0) + (
-            hidden_size if input_feeding else 0)
+        input_size = (
+            embedding.embedding_dim
+            + (encoder_size if self.query_first else 0)
+            + (hidden_size if input_feeding else 0)
+        )
         self.dropout = nn.Dropout(dropout)
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers, dropout)
         self.attention = build_rnn_attention(attention, hidden_size, encoder_size)
@@ -178,25 +224,29 @@ class AttentionRNNDecoder(nn.Module):
 
     def init_state(self, memory: RNNMemory) -> RNNState:
         batch = memory.states.size(0)
-        attentional = (memory.states.new_zeros(batch, self.hidden_size)
-                       if self.input_feeding else None)
+        attentional = (
+            memory.states.new_zeros(batch, self.hidden_size) if self.input_feeding else None
+        )
         return RNNState(memory.final, attentional)
 
-    def step(self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
-             ) -> tuple[torch.Tensor, RNNState, torch.Tensor]:
+    def step(
+        self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
+    ) -> tuple[torch.Tensor, RNNState, torch.Tensor]:
         # prev_tokens: (B,) -> features (B, H), state, attention weights (B, S)
         inputs = [self.dropout(self.embedding(prev_tokens))]
         if self.query_first:
-            context, weights = self.attention(top_layer(state.hidden).unsqueeze(1), memory.keys,
-                                              memory.states, memory.mask)
+            context, weights = self.attention(
+                top_layer(state.hidden).unsqueeze(1), memory.keys, memory.states, memory.mask
+            )
             inputs.append(context.squeeze(1))
         if self.input_feeding:
             inputs.append(state.attentional)
         output, hidden = self.rnn(torch.cat(inputs, dim=-1).unsqueeze(1), state.hidden)
         output = output.squeeze(1)  # (B, H)
         if not self.query_first:
-            context, weights = self.attention(output.unsqueeze(1), memory.keys, memory.states,
-                                              memory.mask)
+            context, weights = self.attention(
+                output.unsqueeze(1), memory.keys, memory.states, memory.mask
+            )
         attentional = torch.tanh(self.attentional(torch.cat([output, context.squeeze(1)], dim=-1)))
         next_state = RNNState(hidden, attentional if self.input_feeding else None)
         return self.dropout(attentional), next_state, weights.squeeze(1)

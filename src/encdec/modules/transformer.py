@@ -51,8 +51,9 @@ class TransformerState:
 
 class FeedForward(nn.Sequential):
     def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
-        super().__init__(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout),
-                         nn.Linear(ff_dim, dim))
+        super().__init__(
+            nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim)
+        )
 
 
 class Residual(nn.Module):
@@ -71,8 +72,15 @@ class Residual(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float,
-                 attention_dropout: float, norm_first: bool) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm_first: bool,
+    ) -> None:
         super().__init__()
         self.self_attention = MultiHeadAttention(dim, num_heads, attention_dropout)
         self.feed_forward = FeedForward(dim, ff_dim, dropout)
@@ -89,8 +97,15 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float,
-                 attention_dropout: float, norm_first: bool) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm_first: bool,
+    ) -> None:
         super().__init__()
         self.self_attention = MultiHeadAttention(dim, num_heads, attention_dropout)
         self.cross_attention = MultiHeadAttention(dim, num_heads, attention_dropout)
@@ -99,8 +114,13 @@ class DecoderLayer(nn.Module):
         self.cross_residual = Residual(dim, dropout, norm_first)
         self.feed_forward_residual = Residual(dim, dropout, norm_first)
 
-    def forward(self, x: torch.Tensor, cross_kv: KeysValues, memory_mask: torch.Tensor,
-                cache: KeysValues | None = None) -> tuple[torch.Tensor, KeysValues]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cross_kv: KeysValues,
+        memory_mask: torch.Tensor,
+        cache: KeysValues | None = None,
+    ) -> tuple[torch.Tensor, KeysValues]:
         """x: (B, T, D). With ``cache`` (keys/values of the previous positions) x holds only the
         new positions and attends to cache + itself; without it, x is the whole prefix, causally
         masked. Returns the output and the keys/values of all positions so far."""
@@ -121,15 +141,25 @@ class DecoderLayer(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-    def __init__(self, embedding: nn.Module, positions: nn.Module, num_layers: int, dim: int,
-                 num_heads: int, ff_dim: int, dropout: float, attention_dropout: float,
-                 norm_first: bool) -> None:
+    def __init__(
+        self,
+        embedding: nn.Module,
+        positions: nn.Module,
+        num_layers: int,
+        dim: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm_first: bool,
+    ) -> None:
         super().__init__()
         self.embedding, self.positions = embedding, positions
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(dim, num_heads, ff_dim, dropout, attention_dropout, norm_first)
-            for _ in range(num_layers))
+            for _ in range(num_layers)
+        )
         self.final_norm = nn.LayerNorm(dim) if norm_first else nn.Identity()
 
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
@@ -142,23 +172,33 @@ class TransformerEncoder(nn.Module):
 
 
 class TransformerDecoder(nn.Module):
-    def __init__(self, embedding: nn.Module, positions: nn.Module, num_layers: int, dim: int,
-                 num_heads: int, ff_dim: int, dropout: float, attention_dropout: float,
-                 norm_first: bool) -> None:
+    def __init__(
+        self,
+        embedding: nn.Module,
+        positions: nn.Module,
+        num_layers: int,
+        dim: int,
+        num_heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm_first: bool,
+    ) -> None:
         super().__init__()
         self.embedding, self.positions = embedding, positions
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             DecoderLayer(dim, num_heads, ff_dim, dropout, attention_dropout, norm_first)
-            for _ in range(num_layers))
+            for _ in range(num_layers)
+        )
         self.final_norm = nn.LayerNorm(dim) if norm_first else nn.Identity()
 
     def cross_keys_values(self, states: torch.Tensor) -> list[KeysValues]:
         return [layer.cross_attention.project_kv(states) for layer in self.layers]
 
-    def forward(self, tgt_in: torch.Tensor, memory: TransformerMemory,
-                state: TransformerState | None = None
-                ) -> tuple[torch.Tensor, TransformerState]:
+    def forward(
+        self, tgt_in: torch.Tensor, memory: TransformerMemory, state: TransformerState | None = None
+    ) -> tuple[torch.Tensor, TransformerState]:
         # tgt_in: (B, T) new target positions -> features (B, T, D), state covering all positions
         offset = 0 if state is None else state.length
         x = self.dropout(self.embedding(tgt_in) + self.positions(tgt_in.size(1), offset))

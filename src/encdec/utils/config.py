@@ -16,7 +16,8 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 
 # W&B stays offline (no account, no network) unless the user asks for WANDB_MODE=online.
 OmegaConf.register_new_resolver(
-    "wandb_offline", lambda: os.environ.get("WANDB_MODE", "offline") != "online", replace=True)
+    "wandb_offline", lambda: os.environ.get("WANDB_MODE", "offline") != "online", replace=True
+)
 
 
 def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -36,8 +37,11 @@ def instantiate_group(node: DictConfig | None, key: str) -> list[Any]:
     """Every ``_target_`` entry of a group such as ``callbacks`` or ``logger``."""
     if not node:
         return []
-    return [instantiate(entry, f"{key}.{name}") for name, entry in node.items()
-            if isinstance(entry, DictConfig) and "_target_" in entry]
+    return [
+        instantiate(entry, f"{key}.{name}")
+        for name, entry in node.items()
+        if isinstance(entry, DictConfig) and "_target_" in entry
+    ]
 
 
 def print_config_tree(cfg: DictConfig, save_path: Path | None = None) -> None:
@@ -47,7 +51,9 @@ def print_config_tree(cfg: DictConfig, save_path: Path | None = None) -> None:
     keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order]
     for key in keys:
         value = cfg[key]
-        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        text = (
+            OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        )
         tree.add(key).add(rich.syntax.Syntax(text, "yaml"))
     Console().print(tree)
     if save_path is not None:

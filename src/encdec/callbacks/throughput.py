@@ -1,0 +1,93 @@
+"""Training throughput: target tokens/s and source+target tokens/s, logged and summarised.
+
+Only time inside training batches counts (forward, backward, optimizer step), so validation
+does not dilute the figure; the summary also records the whole fit's wall time.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from encdec.data.tokenization import PAD_ID
+
+
+class ThroughputMonitor(L.Callback):
+    def __init__(self, log_every_n_steps: int = 50) -> None:
+        self.log_every_n_steps = log_every_n_steps
+        self.fit_start = self.batch_start = 0.0
+        self.train_seconds = 0.0  # inside training batches, whole fit
+        self.window_seconds = 0.0  # inside training batches, since the last log
+        self.window_tokens: torch.Tensor | None = None  # (target, source) on device: no sync
+        self.total_tokens = torch.zeros(2, dtype=torch.long)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fit_start = time.perf_counter()
+
+    def on_train_batch_start(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        batch: dict[str, Any],
+        batch_idx: int,
+    ) -> None:
+        self.batch_start = time.perf_counter()
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: dict[str, Any],
+        batch_idx: int,
+    ) -> None:
+        tokens = torch.stack(
+            [(batch["target_out"] != PAD_ID).sum(), (batch["source"] != PAD_ID).sum()]
+        )
+        self.window_tokens = tokens if self.window_tokens is None else self.window_tokens + tokens
+        self.window_seconds += time.perf_counter() - self.batch_start
+        if (batch_idx + 1) % self.log_every_n_steps == 0:
+            self._flush(pl_module)
+
+    def _close_window(self, pl_module: L.LightningModule) -> tuple[int, int, float] | None:
+        """Add the window to the totals: (target tokens, source tokens, seconds) or None."""
+        if self.window_tokens is None:
+            return None
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        target, source = self.window_tokens.cpu().tolist()
+        seconds = self.window_seconds
+        self.total_tokens += torch.tensor([target, source])
+        self.train_seconds += seconds
+        self.window_tokens, self.window_seconds = None, 0.0
+        return target, source, max(seconds, 1e-9)
+
+    def _flush(self, pl_module: L.LightningModule) -> None:
+        if window := self._close_window(pl_module):
+            target, source, seconds = window
+            pl_module.log_dict(
+                {
+                    "train/target_tokens_per_s": target / seconds,
+                    "train/tokens_per_s": (target + source) / seconds,
+                }
+            )
+
+    def summary(self) -> dict[str, float]:
+        target, source = self.total_tokens.tolist()
+        seconds = max(self.train_seconds, 1e-9)
+        return {
+            "fit_wall_seconds": time.perf_counter() - self.fit_start,
+            "train_seconds": self.train_seconds,
+            "target_tokens": target,
+            "target_tokens_per_s": target / seconds,
+            "tokens_per_s": (target + source) / seconds,
+        }
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close_window(pl_module)  # the last partial window
+        if trainer.is_global_zero:
+            path = Path(trainer.default_root_dir) / "train_summary.json"
+            path.write_text(json.dumps(self.summary(), indent=2))

@@ -1,0 +1,54 @@
+"""Evaluate a checkpoint on the test split.
+
+``python -m encdec.evaluate ckpt_path=... [decoding.beam_size=5] [data=... as in training]``
+reproduces the test metrics of ``encdec.train`` (same data, weights and decoding) and writes
+predictions and metrics into its own run dir.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig
+
+from encdec.models.loading import load_model
+from encdec.search import DecodingConfig
+from encdec.train import write_test_outputs
+from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
+from encdec.utils.errors import UserError, exit_on_user_error
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    output_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    print_config_tree(cfg, output_dir / "config.yaml")
+    model = load_model(cfg.ckpt_path)
+    if model.tokenizer is None:
+        raise UserError(f"checkpoint '{cfg.ckpt_path}' has no tokenizer")
+    model.decoding = DecodingConfig(**cfg.decoding)
+    datamodule = instantiate(cfg.data, "data")
+    datamodule.tokenizer = model.tokenizer  # evaluate with the vocabulary the model learned
+    loggers = instantiate_group(cfg.get("logger"), "logger")
+    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", logger=loggers or False)
+    trainer.test(model, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    if trainer.is_global_zero:
+        write_test_outputs(model, metrics, output_dir)
+        print(f"test: {json.dumps(metrics, indent=1)}")
+        print(f"sacreBLEU signature: {model.test_text.bleu_signature}")
+        print(f"run dir: {output_dir}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Shared fixtures: tiny models of every family, and the real Hydra configs composed for tests."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from encdec.models.attention import AttentionSeq2Seq
+from encdec.models.base import Seq2SeqModule
+from encdec.models.rnn import RNNSeq2Seq
+from encdec.models.transformer import TransformerSeq2Seq
+from encdec.utils.config import CONFIG_DIR
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+VOCAB = 24
+TRAINING = {"optimizer": {"lr": 3e-3}, "scheduler": {"name": "constant"}}
+
+# Every family and the main variants, tiny.
+TINY_MODELS = {
+    "rnn-gru": lambda: RNNSeq2Seq(VOCAB, VOCAB, **TRAINING, embedding_dim=16, hidden_size=32),
+    "rnn-lstm-bi": lambda: RNNSeq2Seq(
+        VOCAB, VOCAB, **TRAINING, cell="lstm", embedding_dim=16, hidden_size=32, bidirectional=True
+    ),
+    "bahdanau": lambda: AttentionSeq2Seq(
+        VOCAB, VOCAB, **TRAINING, embedding_dim=16, hidden_size=32
+    ),
+    "luong-general-feed": lambda: AttentionSeq2Seq(
+        VOCAB,
+        VOCAB,
+        **TRAINING,
+        embedding_dim=16,
+        hidden_size=32,
+        attention="general",
+        input_feeding=True,
+        cell="lstm",
+    ),
+    "luong-dot": lambda: AttentionSeq2Seq(
+        VOCAB,
+        VOCAB,
+        **TRAINING,
+        embedding_dim=16,
+        hidden_size=32,
+        attention="dot",
+        bidirectional=False,
+    ),
+    "transformer-prenorm": lambda: TransformerSeq2Seq(
+        VOCAB,
+        VOCAB,
+        **TRAINING,
+        d_model=32,
+        num_heads=4,
+        ff_dim=64,
+        encoder_layers=2,
+        decoder_layers=2,
+    ),
+    "transformer-postnorm-learned": lambda: TransformerSeq2Seq(
+        VOCAB,
+        VOCAB,
+        **TRAINING,
+        d_model=32,
+        num_heads=2,
+        ff_dim=64,
+        norm_first=False,
+        positions="learned",
+        share_embeddings=False,
+        tie_output=False,
+    ),
+}
+
+
+@pytest.fixture(params=sorted(TINY_MODELS))
+def tiny_model(request: pytest.FixtureRequest) -> Seq2SeqModule:
+    torch.manual_seed(0)
+    return TINY_MODELS[request.param]().eval()
+
+
+def random_batch(
+    batch: int = 4, src_len: int = 7, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source ids (B, S) with EOS and right padding of varying length, and the mask."""
+    generator = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, VOCAB, (batch, src_len), generator=generator)
+    lengths = torch.randint(2, src_len + 1, (batch,), generator=generator)
+    lengths[0] = src_len
+    for row, length in enumerate(lengths.tolist()):
+        src[row, length - 1] = 3  # EOS
+        src[row, length:] = 0  # PAD
+    return src, src != 0
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """The real config as the CLI would build it, with the run dir at ``output_dir``."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.cache_dir = str(output_dir.parent / "cache")
+            del cfg.hydra
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+FAST = [
+    "logger=csv",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "callbacks=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]

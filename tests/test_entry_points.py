@@ -1,0 +1,204 @@
+"""The real Hydra configs: every option of every group composes and instantiates; train,
+evaluate and translate run end to end on tiny budgets; bad input ends in one clear line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from encdec.evaluate import evaluate
+from encdec.models.loading import load_model
+from encdec.train import train
+from encdec.utils.config import CONFIG_DIR
+from encdec.utils.errors import UserError
+from tests.conftest import FAST, compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP_OPTIONS = [
+    (group, path.stem)
+    for group in ("data", "model", "trainer", "logger", "callbacks", "debug", "experiment")
+    for path in sorted((Path(CONFIG_DIR) / group).glob("*.yaml"))
+]
+TINY = {
+    "rnn": ["model.embedding_dim=16", "model.hidden_size=32"],
+    "attention": ["model.embedding_dim=16", "model.hidden_size=32"],
+    "transformer": [
+        "model.d_model=32",
+        "model.ff_dim=64",
+        "model.num_heads=2",
+        "model.share_embeddings=false",
+        "model.tie_output=false",
+    ],
+}
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
+def test_every_config_composes_and_instantiates(tmp_path, group, option):
+    overrides = [f"{group}={option}"]
+    if option == "parallel_text":
+        overrides += ["data.path=/tmp", "data.source_lang=de", "data.target_lang=en"]
+    cfg = compose_config("train", overrides, tmp_path / "run")
+    OmegaConf.resolve(cfg)
+    if group == "data":
+        assert instantiate(cfg.data).source_lang
+    elif group == "model":
+        assert sum(
+            p.numel()
+            for p in instantiate(cfg.model, source_vocab_size=50, target_vocab_size=50).parameters()
+        )
+    elif group == "trainer" and cfg.trainer.accelerator == "cpu":
+        assert instantiate(cfg.trainer).max_epochs == cfg.trainer.max_epochs
+    elif group in ("logger", "callbacks"):
+        assert all(instantiate(node) for node in (cfg[group] or {}).values())
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_train_then_evaluate_reproduces_test_metrics(tmp_path, family):
+    overrides = [
+        f"model={family}",
+        *TINY[family],
+        *FAST,
+        "callbacks=default",
+        "~callbacks.progress_bar",
+        "~callbacks.lr_monitor",
+        "decoding.beam_size=2",
+        "data.max_tokens=1024",
+    ]
+    cfg = compose_config("train", overrides, tmp_path / "train")
+    metrics = train(cfg)
+    run = tmp_path / "train"
+    best = run / "checkpoints" / "best.ckpt"
+    assert best.is_file() and (run / "tokenizer").is_dir() and (run / "config.yaml").is_file()
+    record = json.loads((run / "test_metrics_beam2.json").read_text())
+    assert "tok:13a" in record["bleu_signature"]
+    predictions = (run / "predictions" / "test_beam2.txt").read_text()
+    assert predictions.count("\n") >= 1
+    for name in ("test/bleu_beam2", "test/chrf_beam2", "test/exact_match_beam2", "test/ppl"):
+        assert name in metrics
+
+    cfg = compose_config(
+        "evaluate",
+        [
+            f"ckpt_path={best}",
+            "logger=csv",
+            "decoding.beam_size=2",
+            "data.max_tokens=1024",
+            "trainer.limit_test_batches=1",
+            "trainer.enable_progress_bar=false",
+        ],
+        tmp_path / "eval",
+    )
+    evaluated = evaluate(cfg)
+    for name, value in evaluated.items():
+        assert value == pytest.approx(metrics[name], abs=1e-6), name
+    assert (tmp_path / "eval" / "predictions" / "test_beam2.txt").read_text() == predictions
+    model = load_model(best)
+    assert type(model).__name__.lower().startswith(family[:3])
+    assert len(model.translate(["jump twice", "walk left after run"])) == 2
+
+
+def test_checkpoint_loads_without_hydra_and_rejects_other_families(tmp_path):
+    cfg = compose_config(
+        "train",
+        [
+            "model=transformer",
+            *TINY["transformer"],
+            *FAST,
+            "callbacks=default",
+            "~callbacks.progress_bar",
+            "~callbacks.lr_monitor",
+            "test=false",
+        ],
+        tmp_path / "run",
+    )
+    train(cfg)
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    from encdec.models.attention import AttentionSeq2Seq
+    from encdec.models.transformer import TransformerSeq2Seq
+
+    model = TransformerSeq2Seq.load_from_checkpoint(path)
+    assert model.tokenizer is not None and model.translate(["look"])[0] is not None
+    with pytest.raises(
+        ValueError, match="holds a TransformerSeq2Seq model, not a AttentionSeq2Seq"
+    ):
+        AttentionSeq2Seq.load_from_checkpoint(path)
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(UserError, match="not an encdec model checkpoint"):
+        load_model(tmp_path / "other.ckpt")
+    (tmp_path / "junk.ckpt").write_text("not a checkpoint")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_model(tmp_path / "junk.ckpt")
+
+
+def test_config_errors_name_the_key(tmp_path):
+    cfg = compose_config("train", [*FAST, "+model.hiden_size=3"], tmp_path / "a")
+    with pytest.raises(UserError, match=r"model: unknown key 'model.hiden_size'"):
+        train(cfg)
+    cfg = compose_config("train", [*FAST, "model.cell=transistor"], tmp_path / "b")
+    with pytest.raises(UserError, match="model: unknown rnn cell 'transistor'"):
+        train(cfg)
+    cfg = compose_config(
+        "train", [*FAST, "model=transformer", "data.tokenizer.joint=false"], tmp_path / "c"
+    )
+    with pytest.raises(UserError, match="share_embeddings=true needs data.tokenizer.joint=true"):
+        train(cfg)
+
+
+def _cli(module: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "PROJECT_ROOT": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["model=foo"], "Could not find 'model/foo'"),
+        (["data=parallel_text"], "error: Missing mandatory value: data.path"),
+        (
+            ["data=multi30k", "data.path=/nonexistent"],
+            "error: data.path '/nonexistent' is not a dir",
+        ),
+    ],
+)
+def test_cli_bad_input_is_one_clear_line(tmp_path, args, expected):
+    result = _cli("encdec.train", *args, f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_translate_cli_reads_stdin(tmp_path):
+    cfg = compose_config(
+        "train",
+        [
+            "model=attention",
+            *TINY["attention"],
+            *FAST,
+            "callbacks=default",
+            "~callbacks.progress_bar",
+            "~callbacks.lr_monitor",
+            "test=false",
+        ],
+        tmp_path / "run",
+    )
+    train(cfg)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = _cli("encdec.translate", f"ckpt_path={ckpt}", stdin="jump twice\nwalk left\n")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    missing = _cli("encdec.translate", f"ckpt_path={tmp_path}/none.ckpt", stdin="x\n")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
