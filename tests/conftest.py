@@ -98,7 +98,7 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
-            cfg.paths.cache_dir = str(output_dir.parent / "cache")
+            cfg.paths.cache_dir = str(output_dir.parents[1] / "cache")  # shared by the session
             del cfg.hydra
     output_dir.mkdir(parents=True, exist_ok=True)
     return cfg

@@ -17,7 +17,7 @@ from encdec.models.loading import load_model
 from encdec.train import train
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError
-from tests.conftest import FAST, compose_config
+from tests.conftest import FAST, SHARED_DATA, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP_OPTIONS = [
@@ -35,6 +35,18 @@ TINY = {
         "model.share_embeddings=false",
         "model.tie_output=false",
     ],
+}
+
+TINY_TRAIN = {
+    family: [
+        f"model={family}",
+        *overrides,
+        *FAST,
+        "callbacks=default",
+        "~callbacks.progress_bar",
+        "~callbacks.lr_monitor",
+    ]
+    for family, overrides in TINY.items()
 }
 
 
@@ -60,16 +72,7 @@ def test_every_config_composes_and_instantiates(tmp_path, group, option):
 
 @pytest.mark.parametrize("family", sorted(TINY))
 def test_train_then_evaluate_reproduces_test_metrics(tmp_path, family):
-    overrides = [
-        f"model={family}",
-        *TINY[family],
-        *FAST,
-        "callbacks=default",
-        "~callbacks.progress_bar",
-        "~callbacks.lr_monitor",
-        "decoding.beam_size=2",
-        "data.max_tokens=1024",
-    ]
+    overrides = [*TINY_TRAIN[family], "decoding.beam_size=2", "data.max_tokens=1024"]
     cfg = compose_config("train", overrides, tmp_path / "train")
     metrics = train(cfg)
     run = tmp_path / "train"
@@ -104,19 +107,7 @@ def test_train_then_evaluate_reproduces_test_metrics(tmp_path, family):
 
 
 def test_checkpoint_loads_without_hydra_and_rejects_other_families(tmp_path):
-    cfg = compose_config(
-        "train",
-        [
-            "model=transformer",
-            *TINY["transformer"],
-            *FAST,
-            "callbacks=default",
-            "~callbacks.progress_bar",
-            "~callbacks.lr_monitor",
-            "test=false",
-        ],
-        tmp_path / "run",
-    )
+    cfg = compose_config("train", [*TINY_TRAIN["transformer"], "test=false"], tmp_path / "run")
     train(cfg)
     path = tmp_path / "run" / "checkpoints" / "last.ckpt"
     from encdec.models.attention import AttentionSeq2Seq
@@ -167,6 +158,7 @@ def _cli(module: str, *args: str, stdin: str = "") -> subprocess.CompletedProces
     ("args", "expected"),
     [
         (["model=foo"], "Could not find 'model/foo'"),
+        (["data=wmt99"], "Could not find 'data/wmt99'"),
         (["data=parallel_text"], "error: Missing mandatory value: data.path"),
         (
             ["data=multi30k", "data.path=/nonexistent"],
@@ -182,19 +174,7 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, args, expected):
 
 
 def test_translate_cli_reads_stdin(tmp_path):
-    cfg = compose_config(
-        "train",
-        [
-            "model=attention",
-            *TINY["attention"],
-            *FAST,
-            "callbacks=default",
-            "~callbacks.progress_bar",
-            "~callbacks.lr_monitor",
-            "test=false",
-        ],
-        tmp_path / "run",
-    )
+    cfg = compose_config("train", [*TINY_TRAIN["attention"], "test=false"], tmp_path / "run")
     train(cfg)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     result = _cli("encdec.translate", f"ckpt_path={ckpt}", stdin="jump twice\nwalk left\n")
@@ -202,3 +182,60 @@ def test_translate_cli_reads_stdin(tmp_path):
     assert len(result.stdout.splitlines()) == 2
     missing = _cli("encdec.translate", f"ckpt_path={tmp_path}/none.ckpt", stdin="x\n")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_wandb_logs_offline_into_the_run_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_API_KEY", "secret-key-that-must-not-be-saved-0123456789")
+    cfg = compose_config(
+        "train",
+        [*FAST, "logger=wandb", "model.hidden_size=16", "model.embedding_dim=8"],
+        tmp_path / "run",
+    )
+    train(cfg)
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    saved = [p for p in (tmp_path / "run").rglob("*") if p.is_file() and p.suffix != ".ckpt"]
+    assert not any(b"secret-key-that-must-not-be-saved" in p.read_bytes() for p in saved)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "experiment", sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+)
+def test_every_experiment_smoke_runs(tmp_path, experiment):
+    if experiment.startswith("multi30k") and not (SHARED_DATA / "multi30k").is_dir():
+        pytest.skip("../shared/data absent")
+    overrides = [
+        f"experiment={experiment}",
+        *FAST,
+        "trainer.limit_train_batches=2",
+        "trainer.max_time=null",
+    ]
+    if experiment.startswith("multi30k"):
+        overrides.append(f"data.path={SHARED_DATA / 'multi30k'}")
+    metrics = train(compose_config("train", overrides, tmp_path / "run"))
+    assert any(name.startswith("test/bleu") for name in metrics)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_metrics_equal_single_process(tmp_path):
+    """trainer=ddp_sim (2 CPU processes, ddp_spawn): the same BLEU and predictions as 1 process."""
+    cfg = compose_config("train", [*TINY_TRAIN["attention"], "test=false"], tmp_path / "train")
+    train(cfg)
+    ckpt = tmp_path / "train" / "checkpoints" / "best.ckpt"
+    results = {}
+    for name, trainer in (("single", "default"), ("ddp", "ddp_sim")):
+        overrides = [
+            f"ckpt_path={ckpt}",
+            "logger=csv",
+            f"trainer={trainer}",
+            "trainer.enable_progress_bar=false",
+        ]
+        results[name] = evaluate(compose_config("evaluate", overrides, tmp_path / name))
+    for metric in ("test/bleu", "test/chrf", "test/exact_match"):
+        assert results["ddp"][metric] == pytest.approx(results["single"][metric], abs=1e-9)
+    assert results["ddp"]["test/loss"] == pytest.approx(results["single"]["test/loss"], rel=1e-5)
+    single = (tmp_path / "single" / "predictions" / "test.txt").read_text()
+    assert (tmp_path / "ddp" / "predictions" / "test.txt").read_text() == single
+    assert single.count("\n") == 4182

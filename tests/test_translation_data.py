@@ -137,3 +137,21 @@ def test_real_multi30k_layout(tmp_path):
     tokenizer = module.tokenizer
     ids = tokenizer.encode_target(targets[:200])
     assert [tokenizer.decode_target(i) for i in ids] == targets[:200]
+
+
+def test_hub_loader_reads_a_dataset_directory(tmp_path):
+    """The hub code path (datasets.load_dataset) on local files, as it would read a hub repo."""
+    for split in ("train", "validation", "test"):
+        lines = [json.dumps({"en": en, "de": de}) for de, en in PAIRS]
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    module = TranslationDataModule(
+        "de",
+        "en",
+        cache_dir=str(tmp_path / "cache"),
+        hub_id=str(tmp_path),
+        hub_splits={"train": "train", "val": "validation", "test": "test"},
+        tokenizer={"vocab_size": 300, "min_frequency": 1},
+    )
+    assert module.texts("val") == ([p[0] for p in PAIRS], [p[1] for p in PAIRS])
+    module.setup("test")
+    assert len(module.datasets["test"]) == 3

@@ -5,7 +5,6 @@ reproduces the test metrics of ``encdec.train`` (same data, weights and decoding
 predictions and metrics into its own run dir.
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from omegaconf import DictConfig
 
 from encdec.models.loading import load_model
 from encdec.search import DecodingConfig
-from encdec.train import write_test_outputs
+from encdec.train import print_test_report
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
 from encdec.utils.errors import UserError, exit_on_user_error
 
@@ -37,9 +36,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     if trainer.is_global_zero:
-        write_test_outputs(model, metrics, output_dir)
-        print(f"test: {json.dumps(metrics, indent=1)}")
-        print(f"sacreBLEU signature: {model.test_text.bleu_signature}")
+        print_test_report(output_dir, model.decoding.suffix)
         print(f"run dir: {output_dir}")
     return metrics
 

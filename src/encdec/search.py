@@ -31,7 +31,7 @@ class StepModel(Protocol):
 @dataclass
 class Hypothesis:
     tokens: list[int]  # without BOS/EOS
-    score: float  # log-probability divided by the length penalty
+    score: float  # log-probability; beam search divides it by the length penalty
     finished: bool  # False when the search hit the length limit before EOS
 
 
@@ -88,12 +88,7 @@ def greedy_search(
             rows, best = rows[keep], best[keep]
             state, memory = state.reorder(keep), memory.reorder(keep)
         prev = best
-    return [
-        Hypothesis(
-            tokens[i], scores[i] / length_penalty(len(tokens[i]) + finished[i], 0.0), finished[i]
-        )
-        for i in range(batch)
-    ]
+    return [Hypothesis(tokens[i], scores[i], finished[i]) for i in range(batch)]
 
 
 @torch.no_grad()
@@ -159,7 +154,6 @@ def beam_search(
         at_limit = max_lengths[sentences] <= t + 1
         for i in at_limit.nonzero().squeeze(1).tolist():
             sentence = int(sentences[i])
-            penalty = length_penalty(t + 1, alpha)
             for j in range(k):
                 if beam_scores[i, j] > float("-inf"):
                     score = beam_scores[i, j].item() / penalty

@@ -8,7 +8,6 @@ returns the optimized metric for sweepers.
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
@@ -22,19 +21,12 @@ from encdec.utils.errors import UserError, exit_on_user_error
 log = logging.getLogger(__name__)
 
 
-def write_test_outputs(model: Any, metrics: dict[str, float], output_dir: Path) -> None:
-    """Predictions in corpus order and the metrics with sacreBLEU's signature."""
-    suffix = model.decoding.suffix
-    predictions = output_dir / "predictions" / f"test{suffix}.txt"
-    predictions.parent.mkdir(parents=True, exist_ok=True)
-    lines = [model.test_predictions[i] for i in sorted(model.test_predictions)]
-    predictions.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    record = {
-        "metrics": metrics,
-        "bleu_signature": model.test_text.bleu_signature,
-        "predictions": str(predictions),
-    }
-    (output_dir / f"test_metrics{suffix}.json").write_text(json.dumps(record, indent=2))
+def print_test_report(output_dir: Path, suffix: str) -> None:
+    """Print the test metrics and sacreBLEU signature the model wrote into the run dir."""
+    record = json.loads((output_dir / f"test_metrics{suffix}.json").read_text())
+    print(f"test: {json.dumps(record['metrics'], indent=1)}")
+    print(f"sacreBLEU signature: {record['bleu_signature']}")
+    print(f"predictions: {record['predictions']}")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -82,9 +74,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         }
         metrics |= test_metrics
         if trainer.is_global_zero:
-            write_test_outputs(model, test_metrics, output_dir)
-            print(f"test: {json.dumps(test_metrics, indent=1)}")
-            print(f"sacreBLEU signature: {model.test_text.bleu_signature}")
+            print_test_report(output_dir, model.decoding.suffix)
     print(f"run dir: {output_dir}")
     return metrics
 

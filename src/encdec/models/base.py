@@ -12,8 +12,10 @@ The tokenizer is stored in the checkpoint, so ``Family.load_from_checkpoint(path
 works on raw strings without Hydra.
 """
 
+import json
 import math
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -228,13 +230,30 @@ class Seq2SeqModule(L.LightningModule):
         self.test_predictions = {}
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(
-            self._log_epoch("test", self.test_teacher_forced, self.test_text, self.decoding.suffix)
-        )
+        suffix = self.decoding.suffix
+        values = self._log_epoch("test", self.test_teacher_forced, self.test_text, suffix)
+        self.log_dict(values)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[dict[int, str]] = [{}] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(gathered, self.test_predictions)
             self.test_predictions = {k: v for part in gathered for k, v in part.items()}
+        if self.trainer.is_global_zero:
+            self._write_test_outputs(values, Path(self.trainer.default_root_dir), suffix)
+
+    def _write_test_outputs(self, metrics: dict[str, float], output_dir: Path, suffix: str) -> None:
+        """``predictions/test{suffix}.txt`` in corpus order and ``test_metrics{suffix}.json``
+        with sacreBLEU's signature (written here, in the process that decoded, so that every
+        strategy, ddp_spawn included, leaves them)."""
+        predictions = output_dir / "predictions" / f"test{suffix}.txt"
+        predictions.parent.mkdir(parents=True, exist_ok=True)
+        lines = [self.test_predictions[i] for i in sorted(self.test_predictions)]
+        predictions.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        record = {
+            "metrics": metrics,
+            "bleu_signature": self.test_text.bleu_signature,
+            "predictions": str(predictions),
+        }
+        (output_dir / f"test_metrics{suffix}.json").write_text(json.dumps(record, indent=2))
 
 
 def output_layer(features: int, vocab_size: int, tied_embedding: nn.Embedding | None) -> nn.Linear:

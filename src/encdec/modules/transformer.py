@@ -140,7 +140,11 @@ class DecoderLayer(nn.Module):
         return self.feed_forward_residual(x, self.feed_forward), kv
 
 
-class TransformerEncoder(nn.Module):
+class LayerStack(nn.Module):
+    """Embedding + positions + dropout, ``num_layers`` layers, and the final pre-norm LayerNorm."""
+
+    layer_class: type[nn.Module]
+
     def __init__(
         self,
         embedding: nn.Module,
@@ -157,41 +161,30 @@ class TransformerEncoder(nn.Module):
         self.embedding, self.positions = embedding, positions
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            EncoderLayer(dim, num_heads, ff_dim, dropout, attention_dropout, norm_first)
+            self.layer_class(dim, num_heads, ff_dim, dropout, attention_dropout, norm_first)
             for _ in range(num_layers)
         )
         self.final_norm = nn.LayerNorm(dim) if norm_first else nn.Identity()
 
+    def embed(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        # tokens: (B, T) at positions offset.. -> (B, T, D)
+        return self.dropout(self.embedding(tokens) + self.positions(tokens.size(1), offset))
+
+
+class TransformerEncoder(LayerStack):
+    layer_class = EncoderLayer
+
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         # src: (B, S), src_mask: (B, S) -> (B, S, D)
-        x = self.dropout(self.embedding(src) + self.positions(src.size(1)))
+        x = self.embed(src)
         mask = padding_mask(src_mask)
         for layer in self.layers:
             x = layer(x, mask)
         return self.final_norm(x)
 
 
-class TransformerDecoder(nn.Module):
-    def __init__(
-        self,
-        embedding: nn.Module,
-        positions: nn.Module,
-        num_layers: int,
-        dim: int,
-        num_heads: int,
-        ff_dim: int,
-        dropout: float,
-        attention_dropout: float,
-        norm_first: bool,
-    ) -> None:
-        super().__init__()
-        self.embedding, self.positions = embedding, positions
-        self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            DecoderLayer(dim, num_heads, ff_dim, dropout, attention_dropout, norm_first)
-            for _ in range(num_layers)
-        )
-        self.final_norm = nn.LayerNorm(dim) if norm_first else nn.Identity()
+class TransformerDecoder(LayerStack):
+    layer_class = DecoderLayer
 
     def cross_keys_values(self, states: torch.Tensor) -> list[KeysValues]:
         return [layer.cross_attention.project_kv(states) for layer in self.layers]
@@ -201,7 +194,7 @@ class TransformerDecoder(nn.Module):
     ) -> tuple[torch.Tensor, TransformerState]:
         # tgt_in: (B, T) new target positions -> features (B, T, D), state covering all positions
         offset = 0 if state is None else state.length
-        x = self.dropout(self.embedding(tgt_in) + self.positions(tgt_in.size(1), offset))
+        x = self.embed(tgt_in, offset)
         mask = padding_mask(memory.mask)
         new_kv = []
         for i, layer in enumerate(self.layers):
