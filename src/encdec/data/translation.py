@@ -205,12 +205,9 @@ class TranslationDataModule(L.LightningDataModule):
             batch_size=2048,
         )
         if stage == "train":  # evaluation keeps every sentence; training drops unusable pairs
-            before = len(dataset)
+            before, max_length = len(dataset), self.max_length
             dataset = dataset.filter(
-                lambda e: (
-                    0 < len(e["source_ids"]) <= self.max_length
-                    and 0 < len(e["target_ids"]) <= self.max_length
-                )
+                lambda e: all(0 < len(e[key]) <= max_length for key in ("source_ids", "target_ids"))
             )
             if len(dataset) < before:
                 log.warning(
