@@ -4,15 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from encdec.models.attention import AttentionSeq2Seq
 from encdec.models.base import Seq2SeqModule
 from encdec.models.rnn import RNNSeq2Seq
 from encdec.models.transformer import TransformerSeq2Seq
-from encdec.utils.config import CONFIG_DIR
+from encdec.utils.config import compose
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOCAB = 24
@@ -93,14 +91,8 @@ def random_batch(
 
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """The real config as the CLI would build it, with the run dir at ``output_dir``."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.paths.cache_dir = str(output_dir.parents[1] / "cache")  # shared by the session
-            del cfg.hydra
-    output_dir.mkdir(parents=True, exist_ok=True)
+    cfg = compose(config_name, overrides, output_dir)
+    cfg.paths.cache_dir = str(output_dir.parents[1] / "cache")  # shared by the session
     return cfg
 
 

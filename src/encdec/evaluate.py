@@ -17,6 +17,7 @@ from encdec.search import DecodingConfig
 from encdec.train import print_test_report
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
 from encdec.utils.errors import UserError, exit_on_user_error
+from encdec.utils.malloc import with_tcmalloc
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@with_tcmalloc
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

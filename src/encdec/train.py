@@ -12,11 +12,14 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from encdec.averaging import TopKAveraging
 from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
 from encdec.utils.errors import UserError, exit_on_user_error
+from encdec.utils.malloc import with_tcmalloc
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,24 @@ def print_test_report(output_dir: Path, suffix: str) -> None:
     print(f"test: {json.dumps(record['metrics'], indent=1)}")
     print(f"sacreBLEU signature: {record['bleu_signature']}")
     print(f"predictions: {record['predictions']}")
+
+
+def select_checkpoint(trainer: L.Trainer, model, datamodule, monitor: str) -> str:
+    """``best.ckpt``, or the average of the top-k checkpoints when that scores higher on val
+    (``callbacks=averaging``): the choice sees the val split only."""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    averaging = next((c for c in trainer.callbacks if isinstance(c, TopKAveraging)), None)
+    if not best or averaging is None or not averaging.averaged_path.is_file():
+        return best
+    scores = {
+        path: trainer.validate(model, datamodule=datamodule, ckpt_path=path, verbose=False)[0][
+            monitor
+        ]
+        for path in (best, str(averaging.averaged_path))
+    }
+    chosen = max(scores, key=scores.__getitem__)  # a tie keeps best.ckpt
+    log.info("%s on val: %s -> testing %s", monitor, scores, chosen)
+    return chosen
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -50,6 +71,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.decoding = DecodingConfig(**cfg.decoding)
 
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+    if not cfg.trainer.get("enable_progress_bar", True):  # the switch wins over the callback
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate(
         cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False
@@ -65,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = select_checkpoint(trainer, model, datamodule, cfg.monitor)
         if not best:
             log.warning("no best checkpoint: testing the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
@@ -79,6 +102,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@with_tcmalloc
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:

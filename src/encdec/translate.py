@@ -12,21 +12,23 @@ from encdec.models.loading import load_model
 from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import exit_on_user_error
+from encdec.utils.malloc import with_tcmalloc
 
 
+@with_tcmalloc
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
     decoding = DecodingConfig(**cfg.decoding)
-    batch: list[str] = []
-    for line in sys.stdin:
-        batch.append(line.rstrip("\n"))
-        if len(batch) == cfg.batch_size:
-            print("\n".join(model.translate(batch, decoding, cfg.batch_size)), flush=True)
-            batch = []
-    if batch:
-        print("\n".join(model.translate(batch, decoding, cfg.batch_size)), flush=True)
+    if sys.stdin.isatty():  # interactive: answer each line as it comes
+        for line in sys.stdin:
+            print(model.translate([line.rstrip("\n")], decoding)[0], flush=True)
+        return
+    # a file or pipe: read it all, so batches group sentences of similar length
+    sentences = [line.rstrip("\n") for line in sys.stdin]
+    for translation in model.translate(sentences, decoding, cfg.batch_size):
+        print(translation)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from torch import nn
 
 from encdec.data.collate import source_batch
@@ -116,17 +118,21 @@ class Seq2SeqModule(L.LightningModule):
     def translate(
         self, sentences: list[str], decoding: DecodingConfig | None = None, batch_size: int = 64
     ) -> list[str]:
-        """Raw source strings -> detokenized best translations."""
+        """Raw source strings -> detokenized best translations, in input order. Sentences are
+        decoded in batches of similar length, so little compute goes to padding."""
         if self.tokenizer is None:
             raise RuntimeError("this model has no tokenizer attached (attach_tokenizer)")
         was_training = self.training
         self.eval()
-        translations = []
-        for start in range(0, len(sentences), batch_size):
-            ids = self.tokenizer.encode_source(sentences[start : start + batch_size])
-            src, src_mask = source_batch(ids)
+        ids = self.tokenizer.encode_source(sentences)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        translations = [""] * len(ids)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            src, src_mask = source_batch([ids[i] for i in rows])
             hypotheses = self.generate(src.to(self.device), src_mask.to(self.device), decoding)
-            translations += [self.tokenizer.decode_target(h[0].tokens) for h in hypotheses]
+            for i, nbest in zip(rows, hypotheses, strict=True):
+                translations[i] = self.tokenizer.decode_target(nbest[0].tokens)
         self.train(was_training)
         return translations
 
@@ -239,6 +245,14 @@ class Seq2SeqModule(L.LightningModule):
             self.test_predictions = {k: v for part in gathered for k, v in part.items()}
         if self.trainer.is_global_zero:
             self._write_test_outputs(values, Path(self.trainer.default_root_dir), suffix)
+
+    def teardown(self, stage: str) -> None:
+        """A ddp_spawn worker exits right after this: all ranks leave the process group together,
+        since gloo aborts a process that exits while a peer still holds the group open."""
+        launcher = self.trainer.strategy.launcher if self._trainer else None
+        if isinstance(launcher, _MultiProcessingLauncher) and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
     def _write_test_outputs(self, metrics: dict[str, float], output_dir: Path, suffix: str) -> None:
         """``predictions/test{suffix}.txt`` in corpus order and ``test_metrics{suffix}.json``

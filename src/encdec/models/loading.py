@@ -1,6 +1,7 @@
 """Loading any family's checkpoint without Hydra."""
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,8 +16,8 @@ FAMILIES: dict[str, type[Seq2SeqModule]] = {
 }
 
 
-def load_model(path: str | Path, map_location: str = "cpu") -> Seq2SeqModule:
-    """The model in an ``encdec.train`` checkpoint, tokenizer attached, in eval mode."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The contents of an encdec checkpoint (on the CPU, plain values only), or a clear error."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' does not exist")
@@ -27,6 +28,12 @@ def load_model(path: str | Path, map_location: str = "cpu") -> Seq2SeqModule:
     family = checkpoint.get("encdec_family") if isinstance(checkpoint, dict) else None
     if family not in FAMILIES:
         raise UserError(f"'{path}' is not an encdec model checkpoint (no known model family)")
+    return checkpoint
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> Seq2SeqModule:
+    """The model in an ``encdec.train`` checkpoint, tokenizer attached, in eval mode."""
+    family = read_checkpoint(path)["encdec_family"]
     model = FAMILIES[family].load_from_checkpoint(
         path, map_location=map_location, weights_only=True
     )

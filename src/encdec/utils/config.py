@@ -7,7 +7,8 @@ from typing import Any
 import hydra
 import rich.syntax
 import rich.tree
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from encdec.utils.errors import UserError
@@ -18,6 +19,19 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 OmegaConf.register_new_resolver(
     "wandb_offline", lambda: os.environ.get("WANDB_MODE", "offline") != "online", replace=True
 )
+
+
+def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """The config the CLI would build from ``overrides``, run dir ``output_dir``, without
+    starting a Hydra job (for scripts and tests)."""
+    with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hydra.compose(config_name, overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            del cfg.hydra
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return cfg
 
 
 def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:

@@ -1,0 +1,327 @@
+"""Speed and quality benchmark of each model family on Multi30k (de->en).
+
+    python scripts/benchmark.py --data-path ../shared/data/multi30k \
+        --ckpt transformer=outputs/.../best.ckpt [--families transformer rnn attention] \
+        [--precision bf16-mixed] [--device cpu|cuda] [--output docs/benchmarks/NAME]
+
+For each family, in a fresh process of its own (so peak memory is that family's), at the fixed
+configuration of ``conf/experiment/multi30k_<family>.yaml``:
+
+- training throughput through the real Lightning loop: target tokens/s and source+target
+  tokens/s over ``--steps`` batches after ``--warmup`` batches;
+- the FLOPs of those same batches (forward + backward, counted by ``torch.utils.flop_counter``:
+  every matmul and attention, the 6·params·tokens of the textbook plus attention) per second,
+  and their ratio to the fp32 and bf16 matmul peaks measured in the same process (MFU);
+- peak memory: RSS of the process, and CUDA max allocated on a GPU;
+- with a checkpoint: greedy and beam-5 decoding of test_2016_flickr in batches of 64
+  (sentences/s inside the process, and the wall time of the whole ``encdec.translate``
+  process) and the sacreBLEU of each.
+
+Writes ``benchmark.json`` and ``benchmark.md`` (a table) into ``--output``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import sacrebleu
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from encdec.data.tokenization import PAD_ID
+from encdec.models.loading import load_model
+from encdec.search import DecodingConfig
+from encdec.utils.config import compose, instantiate
+from encdec.utils.malloc import with_tcmalloc
+
+FAMILIES = ("transformer", "attention", "rnn")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(
+    device: torch.device, dtype: torch.dtype, size: int = 2048, reps: int = 10
+) -> float:
+    """Best FLOP/s of a size³ matmul in ``dtype`` over ``reps`` runs, after a warm-up."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(reps + 2):
+        synchronize(device)
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+class TimedBatches(L.Callback):
+    """Times training batches ``warmup`` .. ``warmup + steps - 1`` and keeps them for counting."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.start = self.seconds = 0.0
+        self.batches: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            synchronize(pl_module.device)
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx >= self.warmup:
+            keys = ("source", "source_mask", "target_in", "target_out")
+            self.batches.append({key: batch[key].detach().cpu() for key in keys})
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        synchronize(pl_module.device)
+        self.seconds = time.perf_counter() - self.start
+
+
+def count_flops(model: L.LightningModule, batches: list[dict[str, torch.Tensor]]) -> int:
+    """Forward + backward FLOPs of a training step on each batch (the optimizer's are ignored)."""
+    model.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for batch in batches:
+            batch = {key: value.to(model.device) for key, value in batch.items()}
+            logits = model(batch["source"], batch["source_mask"], batch["target_in"])
+            loss_sum, tokens = model.loss(logits, batch["target_out"])
+            (loss_sum / tokens).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def measure_training(cfg, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    datamodule = instantiate(cfg.data, "data")
+    datamodule.prepare_data()
+    tokenizer = datamodule.load_tokenizer()
+    model = instantiate(
+        cfg.model,
+        "model",
+        source_vocab_size=tokenizer.source_vocab_size,
+        target_vocab_size=tokenizer.target_vocab_size,
+    )
+    model.attach_tokenizer(tokenizer)
+    timer = TimedBatches(args.warmup)
+    trainer = L.Trainer(
+        accelerator=device.type,
+        devices=1,
+        precision=args.precision,
+        max_steps=args.warmup + args.steps,
+        limit_val_batches=0,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        use_distributed_sampler=False,
+        callbacks=[timer],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer.fit(model, datamodule=datamodule)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
+    cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    target = sum(int((b["target_out"] != PAD_ID).sum()) for b in timer.batches)
+    source = sum(int((b["source"] != PAD_ID).sum()) for b in timer.batches)
+    padded = sum(b["target_out"].numel() + b["source"].numel() for b in timer.batches)
+    flops = count_flops(model, timer.batches)
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "timed_steps": len(timer.batches),
+        "train_seconds": timer.seconds,
+        "target_tokens_per_s": target / timer.seconds,
+        "tokens_per_s": (target + source) / timer.seconds,
+        "padding_fraction": 1 - (target + source) / padded,
+        "flops_per_step": flops / len(timer.batches),
+        "flops_per_s": flops / timer.seconds,
+        "peak_rss_mib": peak_rss,
+        "cuda_max_allocated_mib": cuda_peak,
+    }
+
+
+def measure_decoding(cfg, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    datamodule = instantiate(cfg.data, "data")
+    sources, references = datamodule.texts("test")
+    model = load_model(args.ckpt[args.family], map_location=str(device)).to(device)
+    results: dict[str, Any] = {"test_sentences": len(sources)}
+    source_file = Path(args.output) / "test_source.txt"
+    source_file.write_text("".join(f"{line}\n" for line in sources), encoding="utf-8")
+    for beam in (1, 5):
+        name = "greedy" if beam == 1 else f"beam{beam}"
+        decoding = DecodingConfig(beam_size=beam)
+        synchronize(device)
+        start = time.perf_counter()
+        hypotheses = model.translate(sources, decoding, batch_size=64)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+        bleu = sacrebleu.corpus_bleu(hypotheses, [references])
+        results |= {
+            f"{name}_seconds": seconds,
+            f"{name}_sentences_per_s": len(sources) / seconds,
+            f"{name}_bleu": bleu.score,
+            f"{name}_process_seconds": translate_process_seconds(args, source_file, beam, device),
+        }
+    results["bleu_signature"] = str(sacrebleu.BLEU().get_signature())
+    return results
+
+
+def translate_process_seconds(
+    args: argparse.Namespace, source_file: Path, beam: int, device: torch.device
+) -> float:
+    """Wall time of the whole ``python -m encdec.translate`` process over the test sources."""
+    command = [
+        sys.executable,
+        "-m",
+        "encdec.translate",
+        f"ckpt_path={args.ckpt[args.family]}",
+        f"decoding.beam_size={beam}",
+        f"device={device.type}",
+    ]
+    with source_file.open() as stdin:
+        start = time.perf_counter()
+        subprocess.run(command, stdin=stdin, stdout=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - start
+
+
+def run_family(args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement of one family, in this process."""
+    device = torch.device(args.device)
+    torch.set_float32_matmul_precision("high")
+    L.seed_everything(args.seed)
+    overrides = [
+        f"experiment=multi30k_{args.family}",
+        f"data.path={Path(args.data_path).resolve()}",
+        f"data.max_tokens={args.max_tokens}",
+        *args.override,
+    ]
+    cfg = compose("train", overrides, Path(args.output) / args.family)
+    peaks = {
+        "fp32": matmul_peak(device, torch.float32),
+        "bf16": matmul_peak(device, torch.bfloat16),
+    }
+    result: dict[str, Any] = {"family": args.family, "precision": args.precision}
+    result |= measure_training(cfg, args, device)
+    result |= {f"matmul_peak_{k}_flops_per_s": v for k, v in peaks.items()}
+    result |= {f"mfu_{k}": result["flops_per_s"] / v for k, v in peaks.items()}
+    if args.family in args.ckpt:
+        result |= measure_decoding(cfg, args, device)
+    return result
+
+
+def machine() -> dict[str, Any]:
+    description = {
+        "date": time.strftime("%Y-%m-%d"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "ld_preload": os.environ.get("LD_PRELOAD", ""),
+    }
+    if torch.cuda.is_available():
+        description["gpu"] = torch.cuda.get_device_name()
+    return description
+
+
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    def number(value: Any, digits: int = 0) -> str:
+        return "–" if value is None else f"{value:,.{digits}f}"
+
+    header = (
+        "| family | params | target tok/s | src+tgt tok/s | padding | TFLOP/s | MFU fp32 | "
+        "MFU bf16 | peak RSS MiB | CUDA MiB | greedy sent/s | greedy BLEU | greedy process s "
+        "| beam5 sent/s | beam5 BLEU | beam5 process s |\n" + "|---" * 16 + "|\n"
+    )
+    rows = []
+    for r in results:
+        rows.append(
+            f"| {r['family']} | {r['parameters'] / 1e6:.2f} M | {number(r['target_tokens_per_s'])} "
+            f"| {number(r['tokens_per_s'])} | {r['padding_fraction']:.1%} "
+            f"| {r['flops_per_s'] / 1e12:.2f} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} "
+            f"| {number(r['peak_rss_mib'])} | {number(r['cuda_max_allocated_mib'])} "
+            f"| {number(r.get('greedy_sentences_per_s'), 1)} | {number(r.get('greedy_bleu'), 1)} "
+            f"| {number(r.get('greedy_process_seconds'), 1)} "
+            f"| {number(r.get('beam5_sentences_per_s'), 1)} | {number(r.get('beam5_bleu'), 1)} "
+            f"| {number(r.get('beam5_process_seconds'), 1)} |"
+        )
+    return header + "\n".join(rows) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-path", required=True, help="Multi30k directory (local files)")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument(
+        "--ckpt",
+        nargs="*",
+        default=[],
+        metavar="FAMILY=PATH",
+        help="checkpoints to decode with (decoding is skipped for a family without one)",
+    )
+    parser.add_argument("--precision", default="bf16-mixed", help="Lightning precision")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed batches first")
+    parser.add_argument("--steps", type=int, default=50, help="timed batches")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="more Hydra overrides, e.g. model.dropout=0.1"
+    )
+    parser.add_argument(
+        "--output", default=f"outputs/benchmark/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    )
+    parser.add_argument("--family", choices=FAMILIES, help=argparse.SUPPRESS)  # one child's job
+    args = parser.parse_args(argv)
+    checkpoints = {}
+    for item in args.ckpt:
+        family, sep, path = item.partition("=")
+        if not sep or family not in FAMILIES or not Path(path).is_file():
+            parser.error(f"--ckpt {item!r}: expected FAMILY=PATH with an existing checkpoint")
+        checkpoints[family] = path
+    args.ckpt = checkpoints
+    return args
+
+
+@with_tcmalloc  # as the entry points: tcmalloc preloaded when installed (encdec.utils.malloc)
+def main() -> None:
+    args = parse_args()
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    if args.family:  # a child: one family, result as JSON
+        result = run_family(args)
+        (output / f"{args.family}.json").write_text(json.dumps(result, indent=2))
+        return
+    results = []
+    for family in args.families:
+        subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--output", str(output), "--family", family],
+            check=True,
+        )
+        results.append(json.loads((output / f"{family}.json").read_text()))
+    report = {
+        "command": " ".join(["python", "scripts/benchmark.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "results": results,
+    }
+    (output / "benchmark.json").write_text(json.dumps(report, indent=2))
+    table = markdown_table(results)
+    (output / "benchmark.md").write_text(f"`{report['command']}`\n\n{table}")
+    print(table)
+    print(f"written: {output}/benchmark.json, benchmark.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""scripts/benchmark.py end to end on a tiny corpus and a tiny Transformer: every measurement is
+there and consistent, and the table is written."""
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from encdec.train import train
+from tests.conftest import FAST, compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "fünf": "five"}
+TINY = [
+    "model.d_model=32",
+    "model.ff_dim=64",
+    "model.num_heads=2",
+    "model.encoder_layers=1",
+    "model.decoder_layers=1",
+    "data.tokenizer.vocab_size=300",
+]
+
+
+def write_corpus(directory: Path) -> None:
+    """A Multi30k-shaped de/en corpus: numbers words translated one by one."""
+    generator = random.Random(0)
+    directory.mkdir()
+    for split, size in (("train", 200), ("val", 20), ("test_2016_flickr", 20)):
+        sources = [generator.choices(list(WORDS), k=generator.randint(2, 8)) for _ in range(size)]
+        (directory / f"{split}.de").write_text("".join(" ".join(s) + "\n" for s in sources))
+        targets = ["Number " + " ".join(WORDS[w] for w in s) + ".\n" for s in sources]
+        (directory / f"{split}.en").write_text("".join(targets))
+
+
+@pytest.mark.slow
+def test_benchmark_measures_training_and_decoding(tmp_path):
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    data = [f"data.path={corpus}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    cfg = compose_config(
+        "train",
+        ["experiment=multi30k_transformer", *data, *TINY, *FAST, "test=false"],
+        tmp_path / "train",
+    )
+    cfg.paths.cache_dir = str(tmp_path / "cache")
+    train(cfg)
+    checkpoint = tmp_path / "train" / "checkpoints" / "last.ckpt"
+    output = tmp_path / "benchmark"
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "benchmark.py"),
+        f"--data-path={corpus}",
+        "--families=transformer",
+        f"--ckpt=transformer={checkpoint}",
+        "--precision=32-true",
+        "--warmup=1",
+        "--steps=2",
+        "--max-tokens=256",
+        f"--output={output}",
+        "--override",
+        *TINY,
+        data[1],
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    report = json.loads((output / "benchmark.json").read_text())
+    assert report["command"].startswith("python scripts/benchmark.py")
+    (measured,) = report["results"]
+    assert measured["family"] == "transformer" and measured["timed_steps"] == 2
+    assert measured["target_tokens_per_s"] > 0
+    assert measured["tokens_per_s"] > measured["target_tokens_per_s"]
+    assert 0 <= measured["padding_fraction"] < 1
+    assert measured["flops_per_s"] == pytest.approx(
+        measured["flops_per_step"] * 2 / measured["train_seconds"]
+    )
+    # the bf16 peak is measured too; a tiny model is far below either peak
+    assert 0 < measured["mfu_fp32"] < 1 and 0 < measured["mfu_bf16"] < 1
+    assert measured["peak_rss_mib"] > 100
+    assert measured["test_sentences"] == 20
+    for search in ("greedy", "beam5"):
+        assert 0 <= measured[f"{search}_bleu"] <= 100
+        assert measured[f"{search}_sentences_per_s"] > 0
+        assert measured[f"{search}_process_seconds"] > measured[f"{search}_seconds"]
+    table = (output / "benchmark.md").read_text()
+    assert "| transformer | " in table and "MFU bf16" in table
