@@ -39,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from encdec.data.tokenization import PAD_ID
 from encdec.models.loading import load_model
 from encdec.search import DecodingConfig
+from encdec.train import build_data_and_model
 from encdec.utils.config import compose, instantiate
 from encdec.utils.malloc import with_tcmalloc
 
@@ -104,16 +105,7 @@ def count_flops(model: L.LightningModule, batches: list[dict[str, torch.Tensor]]
 
 
 def measure_training(cfg, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    datamodule = instantiate(cfg.data, "data")
-    datamodule.prepare_data()
-    tokenizer = datamodule.load_tokenizer()
-    model = instantiate(
-        cfg.model,
-        "model",
-        source_vocab_size=tokenizer.source_vocab_size,
-        target_vocab_size=tokenizer.target_vocab_size,
-    )
-    model.attach_tokenizer(tokenizer)
+    datamodule, model = build_data_and_model(cfg)
     timer = TimedBatches(args.warmup)
     trainer = L.Trainer(
         accelerator=device.type,

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from encdec.averaging import TopKAveraging
+from encdec.models.base import Seq2SeqModule
 from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
 from encdec.utils.errors import UserError, exit_on_user_error
@@ -30,6 +31,24 @@ def print_test_report(output_dir: Path, suffix: str) -> None:
     print(f"test: {json.dumps(record['metrics'], indent=1)}")
     print(f"sacreBLEU signature: {record['bleu_signature']}")
     print(f"predictions: {record['predictions']}")
+
+
+def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, Seq2SeqModule]:
+    """The datamodule, its tokenizer trained or loaded, and a fresh model sized to it."""
+    datamodule = instantiate(cfg.data, "data")
+    datamodule.prepare_data()
+    tokenizer = datamodule.load_tokenizer()
+    if cfg.model.get("share_embeddings") and not tokenizer.joint:
+        raise UserError("model.share_embeddings=true needs data.tokenizer.joint=true")
+    model = instantiate(
+        cfg.model,
+        "model",
+        source_vocab_size=tokenizer.source_vocab_size,
+        target_vocab_size=tokenizer.target_vocab_size,
+    )
+    model.attach_tokenizer(tokenizer)
+    model.decoding = DecodingConfig(**cfg.decoding)
+    return datamodule, model
 
 
 def select_checkpoint(trainer: L.Trainer, model, datamodule, monitor: str) -> str:
@@ -55,20 +74,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     print_config_tree(cfg, output_dir / "config.yaml")
 
-    datamodule = instantiate(cfg.data, "data")
-    datamodule.prepare_data()
-    tokenizer = datamodule.load_tokenizer()
-    tokenizer.save(output_dir / "tokenizer")
-    if cfg.model.get("share_embeddings") and not tokenizer.joint:
-        raise UserError("model.share_embeddings=true needs data.tokenizer.joint=true")
-    model = instantiate(
-        cfg.model,
-        "model",
-        source_vocab_size=tokenizer.source_vocab_size,
-        target_vocab_size=tokenizer.target_vocab_size,
-    )
-    model.attach_tokenizer(tokenizer)
-    model.decoding = DecodingConfig(**cfg.decoding)
+    datamodule, model = build_data_and_model(cfg)
+    model.tokenizer.save(output_dir / "tokenizer")
 
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch wins over the callback
