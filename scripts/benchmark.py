@@ -233,7 +233,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         return "–" if value is None else f"{value:,.{digits}f}"
 
     header = (
-        "| family | params | target tok/s | src+tgt tok/s | padding | TFLOP/s | MFU fp32 | "
+        "| family | params | target tok/s | src+tgt tok/s | padding | GFLOP/s | MFU fp32 | "
         "MFU bf16 | peak RSS MiB | CUDA MiB | greedy sent/s | greedy BLEU | greedy process s "
         "| beam5 sent/s | beam5 BLEU | beam5 process s |\n" + "|---" * 16 + "|\n"
     )
@@ -242,7 +242,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         rows.append(
             f"| {r['family']} | {r['parameters'] / 1e6:.2f} M | {number(r['target_tokens_per_s'])} "
             f"| {number(r['tokens_per_s'])} | {r['padding_fraction']:.1%} "
-            f"| {r['flops_per_s'] / 1e12:.2f} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} "
+            f"| {number(r['flops_per_s'] / 1e9)} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} "
             f"| {number(r['peak_rss_mib'])} | {number(r['cuda_max_allocated_mib'])} "
             f"| {number(r.get('greedy_sentences_per_s'), 1)} | {number(r.get('greedy_bleu'), 1)} "
             f"| {number(r.get('greedy_process_seconds'), 1)} "
