@@ -8,8 +8,6 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from encdec.models.loading import load_model
-from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import exit_on_user_error
 from encdec.utils.malloc import with_tcmalloc
@@ -19,6 +17,11 @@ from encdec.utils.malloc import with_tcmalloc
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    # torch and the models are imported only now, after the tcmalloc restart (if any), so that
+    # a restart costs a fraction of a second: translation is often a short-lived filter
+    from encdec.models.loading import load_model
+    from encdec.search import DecodingConfig
+
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
     decoding = DecodingConfig(**cfg.decoding)
     if sys.stdin.isatty():  # interactive: answer each line as it comes
