@@ -130,7 +130,7 @@ def test_checkpoint_loads_without_hydra_and_rejects_other_families(tmp_path):
 
 def test_config_errors_name_the_key(tmp_path):
     cfg = compose_config("train", [*FAST, "+model.hiden_size=3"], tmp_path / "a")
-    with pytest.raises(UserError, match=r"model: unknown key 'model.hiden_size'"):
+    with pytest.raises(UserError, match=r"unknown key 'model.hiden_size'; did you mean"):
         train(cfg)
     cfg = compose_config("train", [*FAST, "model.cell=transistor"], tmp_path / "b")
     with pytest.raises(UserError, match="model: unknown rnn cell 'transistor'"):
