@@ -27,6 +27,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def measure_decoding(cfg, args: argparse.Namespace, device: torch.device) -> dic
     sources, references = datamodule.texts("test")
     model = load_model(args.ckpt[args.family], map_location=str(device)).to(device)
     results: dict[str, Any] = {"test_sentences": len(sources)}
-    source_file = Path(args.output) / "test_source.txt"
+    source_file = Path(tempfile.mkdtemp()) / "test_source.txt"  # no corpus text in the output
     source_file.write_text("".join(f"{line}\n" for line in sources), encoding="utf-8")
     for beam in (1, 5):
         name = "greedy" if beam == 1 else f"beam{beam}"
