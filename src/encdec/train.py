@@ -21,6 +21,7 @@ from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.malloc import with_tcmalloc
+from encdec.utils.run_dir import check_output_dir
 from encdec.utils.validation import validate_config
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def select_checkpoint(trainer: L.Trainer, model, datamodule, monitor: str) -> st
 def train(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
+    check_output_dir(output_dir, cfg.paths.min_free_gb)
     print_config_tree(cfg, output_dir / "config.yaml")
     validate_config(cfg)  # before any data is read
 
