@@ -2,9 +2,10 @@
 out-of-range value fails in one line naming the key, before any data is read."""
 
 import pytest
+import torch
 
 from encdec.utils.errors import UserError
-from encdec.utils.validation import validate_config
+from encdec.utils.validation import check_devices, validate_config
 from tests.conftest import compose_config
 from tests.test_entry_points import GROUP_OPTIONS, _cli
 
@@ -54,3 +55,11 @@ def test_cli_fails_before_reading_data(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "error: model.dropout=1.5: must be in [0, 1)"
+
+
+@pytest.mark.skipif(torch.cuda.device_count() > 0, reason="needs a machine without GPUs")
+def test_more_gpus_than_exist_is_one_line(tmp_path):
+    cfg = compose_config("train", ["trainer=gpu", "trainer.devices=4"], tmp_path / "run")
+    with pytest.raises(UserError, match="trainer.devices=4 but this machine has 0 GPU"):
+        check_devices(cfg.trainer)
+    check_devices(compose_config("train", ["trainer=ddp_sim"], tmp_path / "cpu").trainer)

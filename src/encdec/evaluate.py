@@ -19,7 +19,7 @@ from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, prin
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.malloc import with_tcmalloc
 from encdec.utils.run_dir import check_output_dir
-from encdec.utils.validation import validate_config
+from encdec.utils.validation import check_devices, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_output_dir(output_dir, cfg.paths.min_free_gb)
     print_config_tree(cfg, output_dir / "config.yaml")
     validate_config(cfg)  # before any data is read
+    check_devices(cfg.trainer)
     model = load_model(cfg.ckpt_path)
     if model.tokenizer is None:
         raise UserError(f"checkpoint '{cfg.ckpt_path}' has no tokenizer")

@@ -22,7 +22,7 @@ from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, prin
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.malloc import with_tcmalloc
 from encdec.utils.run_dir import check_output_dir
-from encdec.utils.validation import validate_config
+from encdec.utils.validation import check_devices, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_output_dir(output_dir, cfg.paths.min_free_gb)
     print_config_tree(cfg, output_dir / "config.yaml")
     validate_config(cfg)  # before any data is read
+    check_devices(cfg.trainer)
 
     datamodule, model = build_data_and_model(cfg)
     model.tokenizer.save(output_dir / "tokenizer")

@@ -92,6 +92,17 @@ def validate_config(cfg: DictConfig) -> None:
         check_settings(_values(cfg.decoding), fields, set(), "decoding")
 
 
+def check_devices(trainer: DictConfig) -> None:
+    """``trainer.devices`` GPUs must exist here (CPU "devices" are processes: any number)."""
+    accelerator, devices = trainer.get("accelerator"), trainer.get("devices")
+    available = torch.cuda.device_count()
+    if accelerator in ("gpu", "cuda") and isinstance(devices, int) and devices > available:
+        hint = (
+            "; without a GPU use trainer=cpu, or trainer=ddp_sim for DDP" if not available else ""
+        )
+        raise UserError(f"trainer.devices={devices} but this machine has {available} GPU(s){hint}")
+
+
 def validate_node(node: DictConfig, key: str, filled_in: frozenset[str] = frozenset()) -> None:
     """Check a ``_target_`` node; ``filled_in`` are the arguments the code passes itself."""
     try:
