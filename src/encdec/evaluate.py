@@ -6,7 +6,6 @@ predictions and metrics into its own run dir.
 """
 
 import logging
-from pathlib import Path
 
 import hydra
 import lightning as L
@@ -14,23 +13,16 @@ from omegaconf import DictConfig
 
 from encdec.models.loading import load_model
 from encdec.search import DecodingConfig
-from encdec.train import print_test_report
-from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
+from encdec.train import print_test_report, start_run
+from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.malloc import with_tcmalloc
-from encdec.utils.run_dir import check_output_dir
-from encdec.utils.validation import check_devices, validate_config
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    output_dir = Path(cfg.paths.output_dir)
-    L.seed_everything(cfg.seed, workers=True)
-    check_output_dir(output_dir, cfg.paths.min_free_gb)
-    print_config_tree(cfg, output_dir / "config.yaml")
-    validate_config(cfg)  # before any data is read
-    check_devices(cfg.trainer)
+    output_dir = start_run(cfg)
     model = load_model(cfg.ckpt_path)
     if model.tokenizer is None:
         raise UserError(f"checkpoint '{cfg.ckpt_path}' has no tokenizer")

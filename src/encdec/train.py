@@ -60,25 +60,29 @@ def select_checkpoint(trainer: L.Trainer, model, datamodule, monitor: str) -> st
     averaging = next((c for c in trainer.callbacks if isinstance(c, TopKAveraging)), None)
     if not best or averaging is None or not averaging.averaged_path.is_file():
         return best
-    scores = {
-        path: trainer.validate(model, datamodule=datamodule, ckpt_path=path, verbose=False)[0][
-            monitor
-        ]
-        for path in (best, str(averaging.averaged_path))
-    }
+    scores = {}
+    for path in (best, str(averaging.averaged_path)):
+        results = trainer.validate(model, datamodule=datamodule, ckpt_path=path, verbose=False)
+        scores[path] = results[0][monitor]
     chosen = max(scores, key=scores.__getitem__)  # a tie keeps best.ckpt
     log.info("%s on val: %s -> testing %s", monitor, scores, chosen)
     return chosen
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def start_run(cfg: DictConfig) -> Path:
+    """Seed, check the run dir, save + print the config and validate it (before any data is
+    read); returns the run dir."""
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     check_output_dir(output_dir, cfg.paths.min_free_gb)
     print_config_tree(cfg, output_dir / "config.yaml")
-    validate_config(cfg)  # before any data is read
+    validate_config(cfg)
     check_devices(cfg.trainer)
+    return output_dir
 
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    output_dir = start_run(cfg)
     datamodule, model = build_data_and_model(cfg)
     model.tokenizer.save(output_dir / "tokenizer")
 
