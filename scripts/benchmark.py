@@ -152,6 +152,7 @@ def measure_decoding(cfg, args: argparse.Namespace, device: torch.device) -> dic
     results: dict[str, Any] = {"test_sentences": len(sources)}
     source_file = Path(tempfile.mkdtemp()) / "test_source.txt"  # no corpus text in the output
     source_file.write_text("".join(f"{line}\n" for line in sources), encoding="utf-8")
+    metric = sacrebleu.BLEU()  # 13a, cased, on detokenized output
     for beam in (1, 5):
         name = "greedy" if beam == 1 else f"beam{beam}"
         decoding = DecodingConfig(beam_size=beam)
@@ -160,14 +161,14 @@ def measure_decoding(cfg, args: argparse.Namespace, device: torch.device) -> dic
         hypotheses = model.translate(sources, decoding, batch_size=64)
         synchronize(device)
         seconds = time.perf_counter() - start
-        bleu = sacrebleu.corpus_bleu(hypotheses, [references])
+        bleu = metric.corpus_score(hypotheses, [references])
         results |= {
             f"{name}_seconds": seconds,
             f"{name}_sentences_per_s": len(sources) / seconds,
             f"{name}_bleu": bleu.score,
             f"{name}_process_seconds": translate_process_seconds(args, source_file, beam, device),
         }
-    results["bleu_signature"] = str(sacrebleu.BLEU().get_signature())
+    results["bleu_signature"] = str(metric.get_signature())
     return results
 
 
