@@ -201,7 +201,7 @@ def run_family(args: argparse.Namespace) -> dict[str, Any]:
         f"data.max_tokens={args.max_tokens}",
         *args.override,
     ]
-    cfg = compose("train", overrides, Path(args.output) / args.family)
+    cfg = compose("train", overrides, Path(tempfile.mkdtemp()))  # no run dir is written
     peaks = {
         "fp32": matmul_peak(device, torch.float32),
         "bf16": matmul_peak(device, torch.bfloat16),
