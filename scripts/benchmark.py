@@ -41,7 +41,7 @@ from encdec.data.tokenization import PAD_ID
 from encdec.models.loading import load_model
 from encdec.search import DecodingConfig
 from encdec.train import build_data_and_model
-from encdec.utils.config import compose, instantiate
+from encdec.utils.config import compose
 from encdec.utils.malloc import with_tcmalloc
 
 FAMILIES = ("transformer", "attention", "rnn")
@@ -84,7 +84,7 @@ class TimedBatches(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if batch_idx >= self.warmup:
             keys = ("source", "source_mask", "target_in", "target_out")
-            self.batches.append({key: batch[key].detach().cpu() for key in keys})
+            self.batches.append({key: batch[key] for key in keys})  # on device: no sync
 
     def on_train_end(self, trainer, pl_module) -> None:
         synchronize(pl_module.device)
@@ -97,7 +97,6 @@ def count_flops(model: L.LightningModule, batches: list[dict[str, torch.Tensor]]
     counter = FlopCounterMode(display=False)
     with counter:
         for batch in batches:
-            batch = {key: value.to(model.device) for key, value in batch.items()}
             logits = model(batch["source"], batch["source_mask"], batch["target_in"])
             loss_sum, tokens = model.loss(logits, batch["target_out"])
             (loss_sum / tokens).backward()
@@ -105,8 +104,9 @@ def count_flops(model: L.LightningModule, batches: list[dict[str, torch.Tensor]]
     return counter.get_total_flops()
 
 
-def measure_training(cfg, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    datamodule, model = build_data_and_model(cfg)
+def measure_training(
+    cfg, datamodule, model, args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
     timer = TimedBatches(args.warmup)
     trainer = L.Trainer(
         accelerator=device.type,
@@ -145,8 +145,7 @@ def measure_training(cfg, args: argparse.Namespace, device: torch.device) -> dic
     }
 
 
-def measure_decoding(cfg, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    datamodule = instantiate(cfg.data, "data")
+def measure_decoding(datamodule, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     sources, references = datamodule.texts("test")
     model = load_model(args.ckpt[args.family], map_location=str(device)).to(device)
     results: dict[str, Any] = {"test_sentences": len(sources)}
@@ -207,11 +206,12 @@ def run_family(args: argparse.Namespace) -> dict[str, Any]:
         "bf16": matmul_peak(device, torch.bfloat16),
     }
     result: dict[str, Any] = {"family": args.family, "precision": args.precision}
-    result |= measure_training(cfg, args, device)
+    datamodule, model = build_data_and_model(cfg)
+    result |= measure_training(cfg, datamodule, model, args, device)
     result |= {f"matmul_peak_{k}_flops_per_s": v for k, v in peaks.items()}
     result |= {f"mfu_{k}": result["flops_per_s"] / v for k, v in peaks.items()}
     if args.family in args.ckpt:
-        result |= measure_decoding(cfg, args, device)
+        result |= measure_decoding(datamodule, args, device)
     return result
 
 

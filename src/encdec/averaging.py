@@ -76,9 +76,8 @@ class TopKAveraging(ModelCheckpoint):
         return Path(self.dirpath).parent / "averaged.ckpt"
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        paths = sorted(self.best_k_models, key=str)
         if trainer.is_global_zero:
             self.averaged_path.unlink(missing_ok=True)  # never leave a stale average
-            if len(paths) >= 2:
-                average_checkpoints(paths, self.averaged_path)
+            if len(self.best_k_models) >= 2:
+                average_checkpoints(sorted(self.best_k_models, key=str), self.averaged_path)
         trainer.strategy.barrier()
