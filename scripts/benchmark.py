@@ -69,22 +69,25 @@ def matmul_peak(
 
 
 class TimedBatches(L.Callback):
-    """Times training batches ``warmup`` .. ``warmup + steps - 1`` and keeps them for counting."""
+    """Times training batches ``warmup`` .. the last and keeps them for counting. Batches are
+    counted across epochs (``batch_idx`` restarts at each epoch)."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup = warmup
+        self.seen = 0
         self.start = self.seconds = 0.0
         self.batches: list[dict[str, torch.Tensor]] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == self.warmup:
+        if self.seen == self.warmup:
             synchronize(pl_module.device)
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if batch_idx >= self.warmup:
+        if self.seen >= self.warmup:
             keys = ("source", "source_mask", "target_in", "target_out")
             self.batches.append({key: batch[key] for key in keys})  # on device: no sync
+        self.seen += 1
 
     def on_train_end(self, trainer, pl_module) -> None:
         synchronize(pl_module.device)
@@ -93,7 +96,7 @@ class TimedBatches(L.Callback):
 
 def count_flops(model: L.LightningModule, batches: list[dict[str, torch.Tensor]]) -> int:
     """Forward + backward FLOPs of a training step on each batch (the optimizer's are ignored)."""
-    model.train()
+    model.to(batches[0]["source"].device).train()  # Lightning moves the model to CPU after fit
     counter = FlopCounterMode(display=False)
     with counter:
         for batch in batches:

@@ -1,13 +1,16 @@
 """scripts/benchmark.py end to end on a tiny corpus and a tiny Transformer: every measurement is
 there and consistent, and the table is written."""
 
+import importlib.util
 import json
 import random
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from encdec.train import train
 from tests.conftest import FAST, compose_config
@@ -93,3 +96,23 @@ def test_benchmark_measures_training_and_decoding(tmp_path):
         assert measured[f"{search}_process_seconds"] > measured[f"{search}_seconds"]
     table = (output / "benchmark.md").read_text()
     assert "| transformer | " in table and "MFU bf16" in table
+
+
+def test_timed_batches_count_across_epochs():
+    """The timed window starts once, after ``warmup`` batches in all, and keeps every later
+    batch, although ``batch_idx`` restarts at each epoch."""
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    timer = benchmark.TimedBatches(warmup=2)
+    module = SimpleNamespace(device=torch.device("cpu"))
+    batch = {key: torch.zeros(1) for key in ("source", "source_mask", "target_in", "target_out")}
+    starts = []
+    for epoch_size in (3, 3):  # two epochs of three batches
+        for batch_idx in range(epoch_size):
+            timer.on_train_batch_start(None, module, batch, batch_idx)
+            timer.on_train_batch_end(None, module, None, batch, batch_idx)
+            starts.append(timer.start)
+    assert starts[:2] == [0.0, 0.0] and starts[2] > 0
+    assert len(set(starts[2:])) == 1  # not restarted in the second epoch
+    assert len(timer.batches) == 4

@@ -50,6 +50,8 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, Seq2Se
     )
     model.attach_tokenizer(tokenizer)
     model.decoding = DecodingConfig(**cfg.decoding)
+    if cfg.get("compile"):
+        model.compile_training()
     return datamodule, model
 
 

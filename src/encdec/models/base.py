@@ -56,6 +56,7 @@ class Seq2SeqModule(L.LightningModule):
         self.test_text = TextMetrics()
         self.best_val: dict[str, float] = {}
         self.test_predictions: dict[int, str] = {}
+        self.training_forward = self.forward  # torch.compile'd by compile_training()
 
     # ---- the step interface, per family ----
     @abstractmethod
@@ -77,6 +78,11 @@ class Seq2SeqModule(L.LightningModule):
     ) -> torch.Tensor:
         # src: (B, S), tgt_in: (B, T) -> logits (B, T, V)
         return self.teacher_forced(tgt_in, self.encode(src, src_mask))
+
+    def compile_training(self) -> None:
+        """Run the teacher-forced training forward through ``torch.compile`` (dynamic shapes:
+        every bucket has its own batch and lengths). Validation and search stay eager."""
+        self.training_forward = torch.compile(self.forward, dynamic=True)
 
     # ---- tokenizer and raw-text translation ----
     def attach_tokenizer(self, tokenizer: Seq2SeqTokenizer) -> None:
@@ -149,7 +155,7 @@ class Seq2SeqModule(L.LightningModule):
         return loss_sum, (target != PAD_ID).sum()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["source"], batch["source_mask"], batch["target_in"])
+        logits = self.training_forward(batch["source"], batch["source_mask"], batch["target_in"])
         loss_sum, tokens = self.loss(logits, batch["target_out"])
         loss = loss_sum / tokens
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["source"].size(0))
