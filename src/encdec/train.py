@@ -16,6 +16,12 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from encdec.averaging import TopKAveraging
+from encdec.checkpointing import (
+    AtomicCheckpointIO,
+    check_resumable,
+    keep_wandb_run_id,
+    resume_checkpoint,
+)
 from encdec.models.base import Seq2SeqModule
 from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
@@ -91,9 +97,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch wins over the callback
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    keep_wandb_run_id(cfg, output_dir)  # a resumed run continues its W&B run
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate(
-        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False
+        cfg.trainer,
+        "trainer",
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],  # a kill mid-write never corrupts last.ckpt
     )
     parameters = sum(p.numel() for p in model.parameters())
     for logger in trainer.loggers:
@@ -103,7 +114,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("model %s: %s parameters", type(model).__name__, f"{parameters:,}")
 
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        resume_from = resume_checkpoint(cfg, output_dir)
+        if resume_from:
+            check_resumable(resume_from, model)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
         best = select_checkpoint(trainer, model, datamodule, cfg.monitor)

@@ -7,10 +7,10 @@ few long examples and little padding.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class TokenBucketBatchSampler(Sampler[list[int]]):
@@ -131,3 +131,24 @@ def _cut_by_budget(order: list[int], lengths: list[int], max_tokens: int) -> lis
     if batch:
         batches.append(batch)
     return batches
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over a :class:`TokenBucketBatchSampler` whose position goes into Lightning
+    checkpoints (Lightning saves and restores loaders that have ``state_dict``/``load_state_dict``),
+    so a run resumed mid-epoch continues with the next batch it had not trained on.
+
+    The sampler runs ahead of training by the batches prefetched, so the position saved is
+    ``trained_batches()``: the batches of this epoch the training loop has finished.
+    """
+
+    trained_batches: Callable[[], int] | None = None  # set by the datamodule
+
+    def state_dict(self) -> dict[str, int]:
+        state = self.batch_sampler.state_dict()
+        if self.trained_batches is not None:
+            state["batches_done"] = self.trained_batches()
+        return state
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.load_state_dict(state)

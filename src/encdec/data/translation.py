@@ -23,7 +23,7 @@ import datasets
 import lightning as L
 from torch.utils.data import DataLoader
 
-from encdec.data.batching import TokenBucketBatchSampler
+from encdec.data.batching import ResumableDataLoader, TokenBucketBatchSampler
 from encdec.data.collate import collate_pairs
 from encdec.data.tokenization import Seq2SeqTokenizer, load_or_train_tokenizer
 from encdec.utils.errors import UserError
@@ -237,13 +237,18 @@ class TranslationDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
             pad_to_equal=shuffle,
         )
-        return DataLoader(
+        loader_class = ResumableDataLoader if shuffle else DataLoader  # training resumes
+        loader = loader_class(
             dataset,
             batch_sampler=sampler,
             collate_fn=collate_pairs,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+        if trainer is not None and shuffle:  # checkpoints record the batches trained on
+            loop = trainer.fit_loop.epoch_loop
+            loader.trained_batches = lambda: loop.batch_progress.current.processed
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

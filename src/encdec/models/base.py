@@ -14,6 +14,7 @@ works on raw strings without Hydra.
 
 import json
 import math
+import random
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,24 @@ from encdec.data.tokenization import BOS_ID, EOS_ID, PAD_ID, Seq2SeqTokenizer
 from encdec.metrics import TeacherForcedMetrics, TextMetrics
 from encdec.schedules import build_scheduler
 from encdec.search import DecodingConfig, Hypothesis, decode
+
+CHECKPOINT_FORMAT = 1  # bumped when a checkpoint's layout changes incompatibly
+
+
+def rng_states() -> dict[str, Any]:
+    """Every random generator training draws from (dropout, sampling), to resume exactly."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class Seq2SeqModule(L.LightningModule):
@@ -101,7 +120,9 @@ class Seq2SeqModule(L.LightningModule):
         if self.tokenizer is not None:
             checkpoint["tokenizer"] = self.tokenizer.to_dict()
         checkpoint["encdec_family"] = type(self).__name__
+        checkpoint["encdec_format"] = CHECKPOINT_FORMAT
         checkpoint["best_val"] = dict(self.best_val)  # best-so-far metrics survive a resume
+        checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         family = checkpoint.get("encdec_family")
@@ -113,6 +134,8 @@ class Seq2SeqModule(L.LightningModule):
         if "tokenizer" in checkpoint:
             self.tokenizer = Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"])
         self.best_val = dict(checkpoint.get("best_val", {}))
+        if self._trainer is not None and "rng_states" in checkpoint:  # resuming, not inference
+            set_rng_states(checkpoint["rng_states"])
 
     def generate(
         self, src: torch.Tensor, src_mask: torch.Tensor, decoding: DecodingConfig | None = None

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from encdec.models.attention import AttentionSeq2Seq
-from encdec.models.base import Seq2SeqModule
+from encdec.models.base import CHECKPOINT_FORMAT, Seq2SeqModule
 from encdec.models.rnn import RNNSeq2Seq
 from encdec.models.transformer import TransformerSeq2Seq
 from encdec.utils.errors import UserError
@@ -28,6 +28,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     family = checkpoint.get("encdec_family") if isinstance(checkpoint, dict) else None
     if family not in FAMILIES:
         raise UserError(f"'{path}' is not an encdec model checkpoint (no known model family)")
+    if checkpoint.get("encdec_format", 1) > CHECKPOINT_FORMAT:
+        raise UserError(
+            f"'{path}' was written by a newer encdec (checkpoint format "
+            f"{checkpoint['encdec_format']}; this version reads up to {CHECKPOINT_FORMAT}): "
+            "upgrade encdec"
+        )
     return checkpoint
 
 

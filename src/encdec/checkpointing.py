@@ -1,0 +1,114 @@
+"""Checkpoints a crash cannot corrupt, and resuming from them.
+
+- :class:`AtomicCheckpointIO` writes every checkpoint to a temporary file beside its target,
+  flushes it to disk and renames it into place: a kill during the write leaves the previous
+  ``last.ckpt`` intact, never a truncated one.
+- :func:`resume_checkpoint` picks the checkpoint a run continues from: ``ckpt_path=...``, or with
+  ``resume=auto`` the run dir's ``checkpoints/last.ckpt`` when there is one.
+- :func:`keep_wandb_run_id` keeps the W&B run id in the run dir, so a resumed run logs into
+  the same W&B run.
+- :func:`check_resumable` refuses, in one line, a checkpoint this model cannot continue from
+  (another family, another vocabulary, a newer format, or no training state).
+
+What a checkpoint holds to continue exactly (bit for bit on CPU): weights, optimizer, LR
+scheduler, precision plugin (AMP scaler), loop progress, callbacks (best checkpoints, early
+stopping, time budget) — all saved by Lightning — plus, saved by encdec, the RNG states
+(``Seq2SeqModule``), the best-so-far val metrics, and the bucketed sampler's position
+(``ResumableDataLoader``).
+"""
+
+import logging
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from omegaconf import DictConfig
+
+from encdec.models.base import Seq2SeqModule
+from encdec.models.loading import read_checkpoint
+from encdec.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+RESUME_MODES = (None, "auto")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to a temporary file in the target's directory, fsync, then ``os.replace``
+    (atomic on POSIX within one file system)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The checkpoint ``trainer.fit`` continues from, if any."""
+    resume = cfg.get("resume")
+    if resume not in RESUME_MODES:
+        raise UserError(f"resume={resume!r}: use resume=auto, or leave it null")
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    if resume == "auto":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            log.info("resume=auto: continuing from %s", last)
+            return str(last)
+        log.info("resume=auto: no %s yet, starting from scratch", last)
+    return None
+
+
+def keep_wandb_run_id(cfg: DictConfig, output_dir: Path) -> None:
+    """Give ``logger.wandb`` the run id stored in ``output_dir/wandb_id.txt`` (created on the
+    first start; every DDP rank reads the same one). An explicit ``logger.wandb.id`` wins."""
+    wandb = (cfg.get("logger") or {}).get("wandb")
+    if wandb is None or wandb.get("id"):
+        return
+    path = output_dir / "wandb_id.txt"
+    try:
+        with path.open("x") as file:  # exclusive create: one job writes it
+            file.write(uuid.uuid4().hex[:12])
+    except FileExistsError:
+        pass
+    wandb.id = path.read_text().strip()
+
+
+def check_resumable(path: str, model: Seq2SeqModule) -> None:
+    """One-line ``UserError`` unless ``path`` is a training checkpoint of this very model shape."""
+    checkpoint = read_checkpoint(path)  # exists, loads with weights_only, is encdec, known format
+    family = checkpoint["encdec_family"]
+    if family != type(model).__name__:
+        raise UserError(
+            f"ckpt_path '{path}' holds a {family} model, but this run builds a "
+            f"{type(model).__name__} (check model=...)"
+        )
+    if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
+        raise UserError(
+            f"ckpt_path '{path}' has no training state (an averaged or exported checkpoint?): "
+            "it can be evaluated, not resumed"
+        )
+    saved = checkpoint.get("hyper_parameters", {})
+    for name in ("source_vocab_size", "target_vocab_size"):
+        if saved.get(name) != getattr(model, name):
+            raise UserError(
+                f"ckpt_path '{path}' has {name}={saved.get(name)}, but this run's tokenizer "
+                f"gives {getattr(model, name)} (another corpus or data.tokenizer settings?)"
+            )
