@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from encdec.data.batching import TokenBucketBatchSampler
+from encdec.data.batching import ResumableDataLoader, TokenBucketBatchSampler
 
 MULTI30K_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 MAX_TOKENS = 2048
@@ -179,3 +179,18 @@ def test_invalid_arguments_are_rejected(arguments: dict[str, int]) -> None:
     settings = {"max_tokens": MAX_TOKENS, "shuffle": False, "num_replicas": 2, "rank": 0}
     with pytest.raises(ValueError):
         TokenBucketBatchSampler(random_lengths(10), **(settings | arguments))
+
+
+def test_lightning_sets_the_epoch_of_the_loader() -> None:
+    """Lightning's per-epoch ``set_epoch`` reaches the batch sampler through its DataLoader, so
+    each epoch is shuffled anew; the loader's checkpoint state counts the batches trained."""
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    sampler = TokenBucketBatchSampler(random_lengths(), MAX_TOKENS, shuffle=True, seed=3)
+    loader = ResumableDataLoader(range(len(sampler.lengths)), batch_sampler=sampler)
+    first = [batch.tolist() for batch in loader]
+    _set_sampler_epoch(loader, 1)
+    assert sampler.epoch == 1
+    assert [batch.tolist() for batch in loader] != first
+    loader.trained_batches = lambda: 5  # the training loop is behind the prefetching sampler
+    assert loader.state_dict() == {"epoch": 1, "batches_done": 5}

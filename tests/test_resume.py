@@ -1,5 +1,5 @@
-"""Exact resume: a run killed with SIGKILL (mid-epoch, between an epoch's last step and its
-validation, during validation) and resumed with ``resume=auto`` each time ends bit for bit where
+"""Exact resume: a run killed with SIGKILL (mid-epoch, during validation, right after an
+end-of-epoch checkpoint) and resumed with ``resume=auto`` each time ends bit for bit where
 the uninterrupted run ends. Checkpoint writes are atomic; bad resume checkpoints are refused."""
 
 import json
@@ -33,7 +33,7 @@ def train_cli(run_dir: Path, cache: Path, *extra: str) -> int:
         "trainer.max_epochs=3",
         f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
         "trainer.limit_val_batches=2",
-        "callbacks.step_checkpoint.every_n_train_steps=2",
+        "callbacks.last_checkpoint.every_n_train_steps=2",
         f"paths.cache_dir={cache}",
         f"hydra.run.dir={run_dir}",
         "resume=auto",
@@ -73,10 +73,11 @@ def test_killed_and_resumed_run_ends_bit_for_bit_like_the_uninterrupted_one(tmp_
 
     run = tmp_path / "killed"
     assert train_cli(run, cache, *kill_at(5)) == -9  # mid-epoch 0
-    assert last_step(run) == 4
-    # epoch 1's last step is checkpointed (step 16), then its validation is killed
+    assert last_step(run) == 4  # a step checkpoint
     assert train_cli(run, cache, *kill_at(2 * STEPS_PER_EPOCH, "validation")) == -9
-    assert last_step(run) == 2 * STEPS_PER_EPOCH
+    assert last_step(run) == 14  # no step checkpoint at an epoch's last batch
+    assert train_cli(run, cache, *kill_at(17)) == -9  # right after epoch 1's validation
+    assert last_step(run) == 16  # the end-of-epoch checkpoint
     assert train_cli(run, cache, *kill_at(21)) == -9  # mid-epoch 2
     assert last_step(run) == 20
     assert train_cli(run, cache) == 0

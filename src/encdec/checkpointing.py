@@ -3,6 +3,8 @@
 - :class:`AtomicCheckpointIO` writes every checkpoint to a temporary file beside its target,
   flushes it to disk and renames it into place: a kill during the write leaves the previous
   ``last.ckpt`` intact, never a truncated one.
+- :class:`LastCheckpoint` writes ``last.ckpt`` after every validation and every N training
+  steps (except at an epoch's last batch, which Lightning cannot resume from exactly).
 - :func:`resume_checkpoint` picks the checkpoint a run continues from: ``ckpt_path=...``, or with
   ``resume=auto`` the run dir's ``checkpoints/last.ckpt`` when there is one.
 - :func:`keep_wandb_run_id` keeps the W&B run id in the run dir, so a resumed run logs into
@@ -14,7 +16,7 @@ What a checkpoint holds to continue exactly (bit for bit on CPU): weights, optim
 scheduler, precision plugin (AMP scaler), loop progress, callbacks (best checkpoints, early
 stopping, time budget) — all saved by Lightning — plus, saved by encdec, the RNG states
 (``Seq2SeqModule``), the best-so-far val metrics, and the bucketed sampler's position
-(``ResumableDataLoader``).
+(``encdec.data.batching.ResumableDataLoader`` and ``restore_loader_position``).
 """
 
 import logging
@@ -24,8 +26,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 
 from encdec.models.base import Seq2SeqModule
@@ -58,6 +63,51 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every validation (at the epoch's end, once early stopping and the best
+    checkpoint have seen it, when validating once per epoch) and every ``every_n_train_steps``
+    training steps, so a crash loses at most that many steps. (Lightning's own ``save_last``
+    writes it only when a new best checkpoint is saved.)
+
+    A checkpoint taken after an epoch's last batch but before its validation resumes into an
+    epoch count Lightning gets wrong (the resumed run trains one epoch too many), so no step
+    checkpoint is taken at that batch: the end-of-epoch validation writes one a moment later."""
+
+    def __init__(self, dirpath: str, every_n_train_steps: int) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=every_n_train_steps,
+            enable_version_counter=False,  # overwrite last.ckpt, never last-v1.ckpt
+        )
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if batch_idx + 1 < trainer.num_training_batches:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # validated once per epoch: after the validation, early stopping and best checkpoint
+        if self._fitting(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # validated within epochs (val_check_interval) or not every epoch
+        if self._fitting(trainer) and not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    @staticmethod
+    def _fitting(trainer: L.Trainer) -> bool:
+        return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
 
 
 def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:

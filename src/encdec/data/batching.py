@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
+import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -61,6 +62,9 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         self._batches_done = 0  # yielded in the current epoch
         self._resume_at = 0  # batches the next iteration skips
         self._cache: tuple[int, list[list[int]]] | None = None  # (epoch, this rank's batches)
+        # Lightning calls ``set_epoch`` on ``loader.sampler`` and ``loader.batch_sampler.sampler``
+        # at each epoch start, never on the batch sampler itself: so it is its own ``sampler``.
+        self.sampler = self
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches the next iteration yields."""
@@ -152,3 +156,19 @@ class ResumableDataLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.batch_sampler.load_state_dict(state)
+
+
+def restore_loader_position(trainer: L.Trainer) -> None:
+    """Put a run resumed mid-epoch back at the batch it stopped at; call from ``on_train_start``.
+
+    Lightning loads the training loader's saved position only when it sets up the training
+    data after restoring the checkpoint. ``configure_optimizers`` sets it up earlier (through
+    ``trainer.estimated_stepping_batches``), so the position would be dropped and the epoch
+    would start again from its first batch. Load it here, and restart the loader's iterator,
+    which has already prefetched a batch from the wrong position."""
+    fit_loop = trainer.fit_loop
+    pending = fit_loop._combined_loader_states_to_load
+    if fit_loop.restarting and pending and fit_loop._combined_loader is not None:
+        fit_loop._combined_loader._load_state_dicts(pending)
+        fit_loop._combined_loader_states_to_load = []
+        iter(fit_loop._data_fetcher)

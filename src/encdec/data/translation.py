@@ -21,6 +21,7 @@ from typing import Any
 
 import datasets
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from encdec.data.batching import ResumableDataLoader, TokenBucketBatchSampler
@@ -244,6 +245,9 @@ class TranslationDataModule(L.LightningDataModule):
             collate_fn=collate_pairs,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # its own generator: each epoch's iterator draws a worker seed from it, not from the
+            # global RNG that dropout uses, so a resumed run draws the same dropout masks
+            generator=torch.Generator().manual_seed(self.seed),
         )
         if trainer is not None and shuffle:  # checkpoints record the batches trained on
             loop = trainer.fit_loop.epoch_loop

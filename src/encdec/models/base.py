@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from torch import nn
 
+from encdec.data.batching import restore_loader_position
 from encdec.data.collate import source_batch
 from encdec.data.tokenization import BOS_ID, EOS_ID, PAD_ID, Seq2SeqTokenizer
 from encdec.metrics import TeacherForcedMetrics, TextMetrics
@@ -176,6 +177,9 @@ class Seq2SeqModule(L.LightningModule):
             reduction="sum",
         )
         return loss_sum, (target != PAD_ID).sum()
+
+    def on_train_start(self) -> None:
+        restore_loader_position(self.trainer)  # a mid-epoch resume goes on with the next batch
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         logits = self.training_forward(batch["source"], batch["source_mask"], batch["target_in"])
