@@ -44,9 +44,13 @@ class ThroughputMonitor(L.Callback):
         batch: dict[str, Any],
         batch_idx: int,
     ) -> None:
-        tokens = torch.stack(
-            [(batch["target_out"] != PAD_ID).sum(), (batch["source"] != PAD_ID).sum()]
+        target_tokens = (batch["target_out"] != PAD_ID).sum()
+        source_tokens = (  # a captioning batch has images, not source tokens
+            batch["source_mask"].sum()
+            if "source_mask" in batch
+            else torch.zeros_like(target_tokens)
         )
+        tokens = torch.stack([target_tokens, source_tokens])
         self.window_tokens = tokens if self.window_tokens is None else self.window_tokens + tokens
         self.window_seconds += time.perf_counter() - self.batch_start
         if (batch_idx + 1) % self.log_every_n_steps == 0:

@@ -44,6 +44,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "max_len_b": (0, math.inf, True, False),
     "warmup_steps": (0, math.inf, True, False),
     "num_workers": (0, math.inf, True, False),
+    "attention_regularization": (0, math.inf, True, False),
     **{
         name: (1, math.inf, True, False)
         for name in (
@@ -61,6 +62,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
             "num_heads",
             "ff_dim",
             "max_positions",
+            "batch_size",
+            "image_size",
         )
     },
 }
