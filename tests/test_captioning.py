@@ -26,6 +26,7 @@ from encdec.modules.image_encoders import ResNetEncoder, build_image_encoder
 from encdec.search import DecodingConfig, beam_search, greedy_search, max_output_lengths
 from encdec.train import train
 from encdec.utils.errors import UserError
+from encdec.utils.validation import validate_config
 from tests.conftest import FAST, SHARED_DATA, TRAINING, VOCAB, compose_config
 from tests.test_entry_points import _cli
 
@@ -115,7 +116,7 @@ def test_one_caption_per_image_is_drawn_per_epoch_from_the_seed(tmp_path):
     assert images == sorted(set(images)) and len(images) == 60  # each image once per epoch
     assert chosen(0, 0) == first
     assert chosen(0, 1) != first  # another caption for some two-shape scenes
-    assert chosen(1, 0) != first
+    assert chosen(1, 0) != first  # the same scenes (their own seed), other draws
 
 
 def test_target_only_tokenizer_round_trips(tmp_path):
@@ -418,6 +419,22 @@ def test_captioners_overfit_a_small_batch_of_shapes(tmp_path, family):
 
 
 # ---- the entry points ----
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+model.encoder.chanels=[8]"], "unknown key 'model.encoder.chanels'; did you mean"),
+        (["model.encoder.kind=vgg"], "model.encoder.kind='vgg': unknown image encoder 'vgg'"),
+        (["model/encoder=vit", "model.encoder.num_heads=0"], "model.encoder.num_heads=0: must be"),
+        (["data.captions_per_image=1"], "expected a string"),
+        (["data.batch_size=0"], r"data.batch_size=0: must be in \[1, inf\)"),
+    ],
+)
+def test_caption_config_errors_name_the_key(tmp_path, overrides, message):
+    base = ["data=caption_shapes", "model=caption_attention"]
+    with pytest.raises(UserError, match=message):
+        validate_config(compose_config("train", [*base, *overrides], tmp_path / "run"))
+
+
 TINY_SHAPES = [
     "data.shapes={train: 48, val: 8, test: 8}",
     "data.image_size=32",

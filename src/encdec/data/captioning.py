@@ -6,7 +6,8 @@
 - ``source: karpathy``: Karpathy's ``dataset_{flickr8k,flickr30k,coco}.json`` (``annotations``,
   under ``path``) and its image folder (``restval`` images train);
 - ``source: shapes``: synthetic scenes of coloured shapes (``encdec.data.shapes``), generated
-  on the fly; ``shapes`` gives the number of scenes per split.
+  on the fly; ``shapes`` gives the number of scenes per split and the scenes' own seed (so
+  runs with different ``seed`` train and test on the same scenes).
 
 Every reference of an image is kept for evaluation. Training serves one caption per image per
 epoch, drawn afresh each epoch from the seed (``captions_per_image: one``), or every caption
@@ -286,7 +287,7 @@ class CaptioningDataModule(L.LightningDataModule):
         self.source = source
         self.path = Path(path) if path else None
         self.image_dir, self.annotations = image_dir, annotations
-        self.shapes = {"train": 4000, "val": 200, "test": 200, **(shapes or {})}
+        self.shapes = {"train": 4000, "val": 200, "test": 200, "seed": 0, **(shapes or {})}
         self.image_size = image_size
         self.mean, self.std = mean or IMAGENET_MEAN, std or IMAGENET_STD
         self.augment = list(augment or [])
@@ -305,7 +306,7 @@ class CaptioningDataModule(L.LightningDataModule):
             return [
                 CaptionedImage(scene, tuple(scene.captions()))
                 for scene in (
-                    generate_scene(self.seed, stage, i) for i in range(self.shapes[stage])
+                    generate_scene(self.shapes["seed"], stage, i) for i in range(self.shapes[stage])
                 )
             ]
         if self.path is None:

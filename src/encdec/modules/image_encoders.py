@@ -151,10 +151,14 @@ class PatchEncoder(nn.Module):
         return self.final_norm(x), mask
 
 
-def build_image_encoder(kind: str, **settings) -> nn.Module:
-    """``kind``: ``cnn`` (SmallCNN), ``resnet`` (ResNetEncoder) or ``vit`` (PatchEncoder);
-    ``settings`` are that class's arguments."""
+def image_encoder_class(kind: str) -> type[nn.Module]:
+    """``cnn`` (SmallCNN), ``resnet`` (ResNetEncoder) or ``vit`` (PatchEncoder)."""
     classes = {"cnn": SmallCNN, "resnet": ResNetEncoder, "vit": PatchEncoder}
     if kind not in classes:
         raise ValueError(f"unknown image encoder '{kind}'; choose cnn, resnet or vit")
-    return classes[kind](**settings)
+    return classes[kind]
+
+
+def build_image_encoder(kind: str, **settings) -> nn.Module:
+    """The ``kind`` of encoder built with ``settings``, its class's arguments."""
+    return image_encoder_class(kind)(**settings)
