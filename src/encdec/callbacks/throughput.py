@@ -41,9 +41,11 @@ class ThroughputMonitor(L.Callback):
         trainer: L.Trainer,
         pl_module: L.LightningModule,
         outputs: Any,
-        batch: dict[str, Any],
+        batch: dict[str, Any] | None,
         batch_idx: int,
     ) -> None:
+        if batch is None:  # a captioning batch whose images all failed to decode: skipped
+            return
         target_tokens = (batch["target_out"] != PAD_ID).sum()
         source_tokens = (  # a captioning batch has images, not source tokens
             batch["source_mask"].sum()

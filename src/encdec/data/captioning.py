@@ -289,7 +289,7 @@ class CaptioningDataModule(L.LightningDataModule):
         self.image_dir, self.annotations = image_dir, annotations
         self.shapes = {"train": 4000, "val": 200, "test": 200, "seed": 0, **(shapes or {})}
         self.image_size = image_size
-        self.mean, self.std = mean or IMAGENET_MEAN, std or IMAGENET_STD
+        self.mean, self.std = list(mean or IMAGENET_MEAN), list(std or IMAGENET_STD)
         self.augment = list(augment or [])
         self.tokenizer_settings = {"kind": "word", "vocab_size": 10000, "min_frequency": 1}
         self.tokenizer_settings |= tokenizer or {}
@@ -331,7 +331,7 @@ class CaptioningDataModule(L.LightningDataModule):
 
     def image_settings(self) -> dict[str, Any]:
         """How evaluation images are prepared; captioners keep it for inference."""
-        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+        return {"image_size": self.image_size, "mean": self.mean, "std": self.std}
 
     def transform(self, train: bool) -> transforms.Compose:
         return image_transform(**self.image_settings(), augment=self.augment if train else None)
