@@ -234,9 +234,11 @@ def test_corrupt_images_are_skipped_from_their_batch_with_a_warning(tmp_path, ca
 def test_bad_layouts_give_one_clear_line(tmp_path):
     _fake_flickr8k(tmp_path)
     token_file = tmp_path / "Flickr8k.token.txt"
-    token_file.write_text(token_file.read_text() + "9_x.jpg#0 a caption without a tab\n")
+    captions = token_file.read_text()
+    token_file.write_text(captions + "9_x.jpg#0 a caption without a tab\n")
     with pytest.raises(UserError, match=r"Flickr8k.token.txt:10: no tab"):
         _flickr_module(tmp_path).records("train")
+    token_file.write_text(captions)
     with pytest.raises(UserError, match="needs data.path"):
         CaptioningDataModule(str(tmp_path), source="flickr8k").records("train")
     with pytest.raises(UserError, match="is not a directory"):
@@ -439,7 +441,6 @@ TINY_SHAPES = [
     "data.shapes={train: 48, val: 8, test: 8}",
     "data.image_size=32",
     "data.batch_size=16",
-    "model.encoder.channels=[8, 16]",
 ]
 
 
@@ -455,6 +456,7 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
         "data=caption_shapes",
         f"model={model}",
         *TINY_SHAPES,
+        "model.encoder.channels=[8, 16]",
         *tiny,
         *FAST,
         "callbacks=default",
@@ -485,7 +487,7 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
         draw_scene(generate_scene(0, "train", index), 32).save(path)
     assert loaded.caption_files(scenes, loaded.decoding) == from_tensors  # same preparation
     if model == "caption_attention":
-        result = _cli("encdec.caption", f"ckpt_path={best}", f"image=[{scenes[0]},{scenes[1]}]")
+        result = _cli("encdec.caption", f"ckpt_path={best}", f'image=["{scenes[0]}","{scenes[1]}"]')
         assert result.returncode == 0, result.stderr
         as_configured = DecodingConfig(beam_size=3, max_len_a=0, max_len_b=30)  # caption.yaml
         assert result.stdout.splitlines() == loaded.caption_files(scenes, as_configured)
