@@ -284,6 +284,39 @@ def test_karpathy_json_layout(tmp_path):
         data.records("train")
 
 
+def test_hugging_face_image_dataset_from_a_local_directory(tmp_path, caplog):
+    """The datasets code path on an imagefolder with metadata.jsonl, as a hub repo is read."""
+    rows = {
+        "train": [("a.png", ["A red image .", "red"]), ("b.png", "one caption"), ("c.png", [])],
+        "validation": [("d.png", ["a gray image"])],
+        "test": [("e.png", ["an RGBA image"])],
+    }
+    modes = {"a.png": "RGB", "b.png": "RGB", "c.png": "RGB", "d.png": "L", "e.png": "RGBA"}
+    for split, entries in rows.items():
+        (tmp_path / split).mkdir()
+        lines = []
+        for name, captions in entries:
+            Image.new(modes[name], (10, 10)).save(tmp_path / split / name)
+            lines.append(json.dumps({"file_name": name, "captions": captions}))
+        (tmp_path / split / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    data = CaptioningDataModule(
+        str(tmp_path / "cache"), source="hf", hub_id=str(tmp_path), image_size=16, batch_size=4
+    )
+    with caplog.at_level(logging.WARNING):
+        assert data.training_references() == [["A red image .", "red"], ["one caption"]]
+    assert "skipped 1 train rows without captions" in caplog.text
+    data.prepare_data()
+    data.setup()
+    for loader in (data.train_dataloader(), data.val_dataloader(), data.test_dataloader()):
+        for batch in loader:
+            assert batch["images"].shape[1:] == (3, 16, 16)
+    bad = CaptioningDataModule(
+        str(tmp_path / "cache"), source="hf", hub_id=str(tmp_path), captions_column="text"
+    )
+    with pytest.raises(UserError, match="has no column 'text'"):
+        bad.records("train")
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "flickr8k").is_dir(), reason="../shared/data absent")
 def test_real_flickr8k_splits_and_a_few_images(tmp_path):
     data = _flickr_module(SHARED_DATA / "flickr8k", image_size=32)

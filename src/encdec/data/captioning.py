@@ -5,6 +5,9 @@
   images in ``path/image_dir``;
 - ``source: karpathy``: Karpathy's ``dataset_{flickr8k,flickr30k,coco}.json`` (``annotations``,
   under ``path``) and its image folder (``restval`` images train);
+- ``source: hf``: a Hugging Face image dataset (an image column and a column with a list of
+  captions, or one caption, per image) by hub id, or a local directory ``datasets`` reads
+  (e.g. an imagefolder with ``metadata.jsonl``), given as ``hub_id``;
 - ``source: shapes``: synthetic scenes of coloured shapes (``encdec.data.shapes``), generated
   on the fly; ``shapes`` gives the number of scenes per split and the scenes' own seed (so
   runs with different ``seed`` train and test on the same scenes).
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import datasets
 import lightning as L
 import torch
 from PIL import Image
@@ -43,7 +47,7 @@ from encdec.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 STAGES = ("train", "val", "test")
-SOURCES = ("shapes", "flickr8k", "karpathy")
+SOURCES = ("shapes", "flickr8k", "karpathy", "hf")
 FLICKR8K_SPLITS = {"train": "trainImages", "val": "devImages", "test": "testImages"}
 KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",)}
 AUGMENTATIONS = ("crop", "flip", "jitter")
@@ -52,13 +56,27 @@ WHITE = (255, 255, 255)
 IMAGE_ERRORS = (OSError, ValueError, Image.DecompressionBombError)  # what a bad file raises
 
 
+@dataclass(frozen=True, eq=False)
+class DatasetImage:
+    """Row ``index`` of a Hugging Face dataset's image column, decoded on demand."""
+
+    rows: datasets.Dataset
+    index: int
+    column: str
+
+    def load(self) -> Image.Image:
+        return to_rgb(self.rows[self.index][self.column])
+
+
 @dataclass(frozen=True)
 class CaptionedImage:
-    image: Path | Scene  # a file, or a synthetic scene drawn on demand
+    image: Path | Scene | DatasetImage  # a file, a synthetic scene or a dataset row
     references: tuple[str, ...]
 
     @property
     def name(self) -> str:
+        if isinstance(self.image, DatasetImage):
+            return f"row {self.image.index}"
         return str(self.image) if isinstance(self.image, Path) else "synthetic scene"
 
 
@@ -85,6 +103,8 @@ def load_image(record: CaptionedImage, image_size: int) -> Image.Image:
     """The record's image as RGB (a scene is drawn at ``image_size``)."""
     if isinstance(record.image, Scene):
         return draw_scene(record.image, image_size)
+    if isinstance(record.image, DatasetImage):
+        return record.image.load()
     return read_image_file(record.image)
 
 
@@ -150,6 +170,38 @@ def read_karpathy_split(annotations: Path, image_dir: Path, stage: str) -> list[
             path = image_dir / entry.get("filepath", "") / entry["filename"]
             pairs.append((path, [s["raw"].strip() for s in entry.get("sentences", [])]))
     return _present(stage, pairs)
+
+
+def read_hf_split(
+    hub_id: str, split: str, image_column: str, captions_column: str
+) -> list[CaptionedImage]:
+    """A Hugging Face dataset split (hub id or local directory) with an image column and a
+    captions column (a list of strings or one string per row); rows without captions are
+    skipped with a logged count."""
+    try:
+        rows = datasets.load_dataset(hub_id, split=split)
+    except Exception as error:  # offline, unknown id or split: all end the same way
+        raise UserError(
+            f"cannot load '{hub_id}' split '{split}' with datasets ({type(error).__name__}); "
+            "offline, give data.hub_id a local directory"
+        ) from None
+    missing = [c for c in (image_column, captions_column) if c not in rows.column_names]
+    if missing:
+        raise UserError(
+            f"{hub_id}[{split}] has no column '{missing[0]}' "
+            f"(columns: {', '.join(rows.column_names)}): set data.image_column/captions_column"
+        )
+    records = []
+    for index, captions in enumerate(rows[captions_column]):
+        captions = [captions] if isinstance(captions, str) else list(captions or [])
+        references = tuple(c.strip() for c in captions if c and c.strip())
+        if references:
+            records.append(CaptionedImage(DatasetImage(rows, index, image_column), references))
+    if len(records) < len(rows):
+        log.warning("skipped %d %s rows without captions", len(rows) - len(records), split)
+    if not records:
+        raise UserError(f"{hub_id}[{split}] has no row with captions")
+    return records
 
 
 def _present(stage: str, pairs: list[tuple[Path, list[str]]]) -> list[CaptionedImage]:
@@ -263,6 +315,10 @@ class CaptioningDataModule(L.LightningDataModule):
         path: str | None = None,
         image_dir: str = "images",
         annotations: str | None = None,
+        hub_id: str | None = None,
+        hub_splits: dict[str, str] | None = None,
+        image_column: str = "image",
+        captions_column: str = "captions",
         shapes: dict[str, int] | None = None,
         image_size: int = 224,
         mean: list[float] | None = None,
@@ -287,6 +343,10 @@ class CaptioningDataModule(L.LightningDataModule):
         self.source = source
         self.path = Path(path) if path else None
         self.image_dir, self.annotations = image_dir, annotations
+        self.hub_id = hub_id
+        self.hub_splits = {"train": "train", "val": "validation", "test": "test"}
+        self.hub_splits |= hub_splits or {}
+        self.image_column, self.captions_column = image_column, captions_column
         self.shapes = {"train": 4000, "val": 200, "test": 200, "seed": 0, **(shapes or {})}
         self.image_size = image_size
         self.mean, self.std = list(mean or IMAGENET_MEAN), list(std or IMAGENET_STD)
@@ -309,6 +369,11 @@ class CaptioningDataModule(L.LightningDataModule):
                     generate_scene(self.shapes["seed"], stage, i) for i in range(self.shapes[stage])
                 )
             ]
+        if self.source == "hf":
+            if not self.hub_id:
+                raise UserError("data.source=hf needs data.hub_id (a hub id or local directory)")
+            split = self.hub_splits[stage]
+            return read_hf_split(self.hub_id, split, self.image_column, self.captions_column)
         if self.path is None:
             raise UserError(f"data.source={self.source} needs data.path (the dataset directory)")
         if not self.path.is_dir():
