@@ -29,6 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from torch import nn
+from torchmetrics import Metric
 
 from encdec.data.collate import source_batch
 from encdec.data.tokenization import BOS_ID, EOS_ID, PAD_ID, Seq2SeqTokenizer
@@ -105,8 +106,9 @@ class Seq2SeqModule(L.LightningModule):
         """What decoded text is scored against: one reference string per row."""
         return batch["target_text"]
 
-    def text_metrics(self) -> TextMetrics:
-        """A fresh metric over decoded text; its ``names`` are logged, the first on the bar."""
+    def text_metrics(self) -> Metric:
+        """A fresh metric over decoded text (``update(hypotheses, references)``); its ``names``
+        are logged, the first on the progress bar, and it sets ``bleu_signature``."""
         return TextMetrics()
 
     def forward(
@@ -235,7 +237,7 @@ class Seq2SeqModule(L.LightningModule):
         self,
         batch: dict[str, Any],
         teacher_forced: TeacherForcedMetrics,
-        text: TextMetrics,
+        text: Metric,
         decoding: DecodingConfig,
     ) -> list[str]:
         src, src_mask = self.batch_source(batch)
@@ -262,7 +264,7 @@ class Seq2SeqModule(L.LightningModule):
         self.test_predictions.update(zip(batch["index"].tolist(), texts, strict=True))
 
     def _log_epoch(
-        self, stage: str, teacher_forced: TeacherForcedMetrics, text: TextMetrics, suffix: str
+        self, stage: str, teacher_forced: TeacherForcedMetrics, text: Metric, suffix: str
     ) -> dict[str, float]:
         values = {f"{stage}/{k}": v for k, v in teacher_forced.compute().items()}
         values |= {f"{stage}/{k}{suffix}": v for k, v in text.compute().items()}
