@@ -284,35 +284,47 @@ def test_karpathy_json_layout(tmp_path):
         data.records("train")
 
 
+def _imagefolder(directory: Path, rows: dict[str, list[tuple[str, str, object]]]) -> str:
+    """An imagefolder dataset: per split, images and a metadata.jsonl with a captions column."""
+    for split, entries in rows.items():
+        (directory / split).mkdir(parents=True)
+        lines = []
+        for name, mode, captions in entries:
+            Image.new(mode, (10, 10)).save(directory / split / name)
+            lines.append(json.dumps({"file_name": name, "captions": captions}))
+        (directory / split / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    return str(directory)
+
+
 def test_hugging_face_image_dataset_from_a_local_directory(tmp_path, caplog):
     """The datasets code path on an imagefolder with metadata.jsonl, as a hub repo is read."""
     rows = {
-        "train": [("a.png", ["A red image .", "red"]), ("b.png", "one caption"), ("c.png", [])],
-        "validation": [("d.png", ["a gray image"])],
-        "test": [("e.png", ["an RGBA image"])],
+        "train": [
+            ("a.png", "RGB", ["A red image .", "red"]),
+            ("b.png", "RGB", ["one caption"]),
+            ("c.png", "RGB", []),
+        ],
+        "validation": [("d.png", "L", ["a gray image"])],
+        "test": [("e.png", "RGBA", ["an RGBA image"])],
     }
-    modes = {"a.png": "RGB", "b.png": "RGB", "c.png": "RGB", "d.png": "L", "e.png": "RGBA"}
-    for split, entries in rows.items():
-        (tmp_path / split).mkdir()
-        lines = []
-        for name, captions in entries:
-            Image.new(modes[name], (10, 10)).save(tmp_path / split / name)
-            lines.append(json.dumps({"file_name": name, "captions": captions}))
-        (tmp_path / split / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    hub_id = _imagefolder(tmp_path / "lists", rows)
     data = CaptioningDataModule(
-        str(tmp_path / "cache"), source="hf", hub_id=str(tmp_path), image_size=16, batch_size=4
+        str(tmp_path / "cache"), source="hf", hub_id=hub_id, image_size=16, batch_size=4
     )
     with caplog.at_level(logging.WARNING):
         assert data.training_references() == [["A red image .", "red"], ["one caption"]]
     assert "skipped 1 train rows without captions" in caplog.text
+    one_each = {split: [(f"{split}.png", "RGB", "a caption")] for split in rows}
+    single = CaptioningDataModule(
+        "unused", source="hf", hub_id=_imagefolder(tmp_path / "one", one_each)
+    )
+    assert single.training_references() == [["a caption"]]  # a string column: one reference
     data.prepare_data()
     data.setup()
     for loader in (data.train_dataloader(), data.val_dataloader(), data.test_dataloader()):
         for batch in loader:
             assert batch["images"].shape[1:] == (3, 16, 16)
-    bad = CaptioningDataModule(
-        str(tmp_path / "cache"), source="hf", hub_id=str(tmp_path), captions_column="text"
-    )
+    bad = CaptioningDataModule("unused", source="hf", hub_id=hub_id, captions_column="text")
     with pytest.raises(UserError, match="has no column 'text'"):
         bad.records("train")
 
