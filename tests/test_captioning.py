@@ -197,6 +197,10 @@ def test_flickr8k_layout_reads_references_and_skips_absent_images(tmp_path, capl
     for stage in ("val", "test"):
         (batch,) = list(getattr(data, f"{stage}_dataloader")())
         assert batch["images"].shape == (1, 3, 16, 16)
+    in_workers = _flickr_module(tmp_path, captions_per_image="all", num_workers=2)
+    in_workers.setup("fit")  # images decoded in two DataLoader worker processes
+    decoded = sorted(b["index"].tolist() for b in in_workers.train_dataloader())
+    assert sorted(sum(decoded, [])) == [0, 0, 1, 1, 2]
 
 
 def test_grayscale_cmyk_rgba_and_palette_images_become_rgb(tmp_path):
