@@ -121,7 +121,8 @@ def test_one_caption_per_image_is_drawn_per_epoch_from_the_seed(tmp_path):
 
 def test_target_only_tokenizer_round_trips(tmp_path):
     captions = ["a small red circle", "a large blue square"]
-    tokenizer = load_or_train_tokenizer(tmp_path, None, captions, kind="word", vocab_size=50)
+    settings = {"kind": "word", "vocab_size": 50, "min_frequency": 1}
+    tokenizer = load_or_train_tokenizer(tmp_path, None, captions, **settings)
     assert tokenizer.source is None and not tokenizer.joint
     assert tokenizer.vocab_sizes() == {"target_vocab_size": 4 + 7}
     with pytest.raises(ValueError, match="no source side"):
@@ -129,7 +130,7 @@ def test_target_only_tokenizer_round_trips(tmp_path):
     ids = tokenizer.encode_target(captions)
     for restored in (
         Seq2SeqTokenizer.from_dict(tokenizer.to_dict()),
-        load_or_train_tokenizer(tmp_path, None, captions, kind="word", vocab_size=50),
+        load_or_train_tokenizer(tmp_path, None, captions, **settings),
     ):
         assert restored.source is None and restored.encode_target(captions) == ids
     assert sorted(p.name for p in tmp_path.glob("tokenizer-*/*")) == ["tokenizer.target.json"]
@@ -438,7 +439,6 @@ def _shapes_batch(count: int, size: int, tokenizer: Seq2SeqTokenizer):
     return collate_captions(examples), captions
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("family", ["attention", "transformer"])
 def test_captioners_overfit_a_small_batch_of_shapes(tmp_path, family):
     every = [c for i in range(200) for c in generate_scene(0, "train", i).captions()]
