@@ -4,10 +4,7 @@ import gzip
 import random
 from pathlib import Path
 
-import lightning as L
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
 from encdec.data.batching import TokenBucketBatchSampler
 
@@ -182,37 +179,3 @@ def test_invalid_arguments_are_rejected(arguments: dict[str, int]) -> None:
     settings = {"max_tokens": MAX_TOKENS, "shuffle": False, "num_replicas": 2, "rank": 0}
     with pytest.raises(ValueError):
         TokenBucketBatchSampler(random_lengths(10), **(settings | arguments))
-
-
-class _EpochRecorder(L.LightningModule):
-    """Records, per training step, the epoch its batch sampler was serving."""
-
-    def __init__(self, sampler: TokenBucketBatchSampler) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.sampler = sampler
-        self.epochs: list[int] = []
-
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        self.epochs.append(self.sampler.epoch)
-        return (self.weight * batch.float()).sum()
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-def test_lightning_moves_the_sampler_to_each_new_epoch():
-    """Lightning calls set_epoch on ``batch_sampler.sampler`` only; the sampler must be found."""
-    sampler = TokenBucketBatchSampler([1] * 8, max_tokens=4, shuffle=True)
-    loader = DataLoader(range(8), batch_sampler=sampler, collate_fn=torch.tensor)
-    model = _EpochRecorder(sampler)
-    trainer = L.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, loader)
-    assert model.epochs == [0, 0, 1, 1, 2, 2]

@@ -6,13 +6,16 @@ import json
 import logging
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import torchvision
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from encdec.data.captioning import (
     CaptioningDataModule,
+    OneCaptionPerImageSampler,
     collate_captions,
     image_transform,
     to_rgb,
@@ -117,6 +120,40 @@ def test_one_caption_per_image_is_drawn_per_epoch_from_the_seed(tmp_path):
     assert chosen(0, 0) == first
     assert chosen(0, 1) != first  # another caption for some two-shape scenes
     assert chosen(1, 0) != first  # the same scenes (their own seed), other draws
+
+
+class _EpochRecorder(L.LightningModule):
+    """Records, per training step, the epoch its batch sampler was serving."""
+
+    def __init__(self, sampler: OneCaptionPerImageSampler) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.sampler = sampler
+        self.epochs: list[int] = []
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        self.epochs.append(self.sampler.epoch)
+        return (self.weight * batch.float()).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_lightning_moves_the_caption_sampler_to_each_new_epoch():
+    """Lightning calls set_epoch on ``batch_sampler.sampler`` only; the sampler must be found."""
+    sampler = OneCaptionPerImageSampler(list(range(8)), [1] * 8, batch_size=4)
+    loader = DataLoader(range(8), batch_sampler=sampler, collate_fn=torch.tensor)
+    model = _EpochRecorder(sampler)
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, loader)
+    assert model.epochs == [0, 0, 1, 1, 2, 2]
 
 
 def test_target_only_tokenizer_round_trips(tmp_path):

@@ -62,13 +62,6 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         self._resume_at = 0  # batches the next iteration skips
         self._cache: tuple[int, list[list[int]]] | None = None  # (epoch, this rank's batches)
 
-    @property
-    def sampler(self) -> TokenBucketBatchSampler:
-        """Lightning calls ``set_epoch`` at each epoch start on ``loader.sampler`` and on
-        ``loader.batch_sampler.sampler``, never on the batch sampler itself: this is how it
-        finds this one (without it every epoch would repeat epoch 0's order)."""
-        return self
-
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches the next iteration yields."""
         if epoch != self.epoch:

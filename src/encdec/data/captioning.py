@@ -300,6 +300,13 @@ class OneCaptionPerImageSampler(TokenBucketBatchSampler):
         self.first = torch.as_tensor(first, dtype=torch.long)
         self.count = torch.as_tensor(count, dtype=torch.long)
 
+    @property
+    def sampler(self) -> "OneCaptionPerImageSampler":
+        """Lightning calls ``set_epoch`` at each epoch start on ``loader.batch_sampler.sampler``,
+        never on the batch sampler itself: this is how it finds this one, so each epoch draws
+        new captions."""
+        return self
+
     def _epoch_batches(self) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch + 7919)
         draws = (torch.rand(len(self.count), generator=generator) * self.count).long()
