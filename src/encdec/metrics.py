@@ -62,6 +62,7 @@ class TextMetrics(Metric):
     """Corpus sacreBLEU, chrF and exact match of hypotheses against one reference each."""
 
     full_state_update = False
+    names = ("bleu", "chrf", "exact_match")  # what compute() returns
 
     def __init__(self) -> None:
         super().__init__()

@@ -48,12 +48,7 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, Seq2Se
     tokenizer = datamodule.load_tokenizer()
     if cfg.model.get("share_embeddings") and not tokenizer.joint:
         raise UserError("model.share_embeddings=true needs data.tokenizer.joint=true")
-    model = instantiate(
-        cfg.model,
-        "model",
-        source_vocab_size=tokenizer.source_vocab_size,
-        target_vocab_size=tokenizer.target_vocab_size,
-    )
+    model = instantiate(cfg.model, "model", **tokenizer.vocab_sizes())
     model.attach_tokenizer(tokenizer)
     model.decoding = DecodingConfig(**cfg.decoding)
     if cfg.get("compile"):

@@ -41,12 +41,18 @@ class ThroughputMonitor(L.Callback):
         trainer: L.Trainer,
         pl_module: L.LightningModule,
         outputs: Any,
-        batch: dict[str, Any],
+        batch: dict[str, Any] | None,
         batch_idx: int,
     ) -> None:
-        tokens = torch.stack(
-            [(batch["target_out"] != PAD_ID).sum(), (batch["source"] != PAD_ID).sum()]
+        if batch is None:  # a captioning batch whose images all failed to decode: skipped
+            return
+        target_tokens = (batch["target_out"] != PAD_ID).sum()
+        source_tokens = (  # a captioning batch has images, not source tokens
+            batch["source_mask"].sum()
+            if "source_mask" in batch
+            else torch.zeros_like(target_tokens)
         )
+        tokens = torch.stack([target_tokens, source_tokens])
         self.window_tokens = tokens if self.window_tokens is None else self.window_tokens + tokens
         self.window_seconds += time.perf_counter() - self.batch_start
         if (batch_idx + 1) % self.log_every_n_steps == 0:

@@ -11,7 +11,8 @@ Every vocabulary starts with the same special tokens at fixed ids (``PAD_ID`` ..
 ``EOS_ID``). Encoding never adds ``<s>``/``</s>``: the caller does.
 
 :class:`Seq2SeqTokenizer` pairs a source and a target tokenizer (one shared object
-when the vocabulary is joint). It serializes to a dict of JSON strings, which is how
+when the vocabulary is joint; no source tokenizer when the source is not text, as in
+captioning). It serializes to a dict of JSON strings, which is how
 it travels inside a model checkpoint, and :func:`load_or_train_tokenizer` caches
 trained tokenizers on disk keyed by corpus and settings.
 """
@@ -77,23 +78,29 @@ def train_tokenizer(
 
 
 class Seq2SeqTokenizer:
-    """Source and target tokenizers; ``source is target`` when the vocabulary is joint."""
+    """Source and target tokenizers; ``source is target`` when the vocabulary is joint and
+    ``source is None`` when only the target is text (image captioning)."""
 
-    def __init__(self, source: Tokenizer, target: Tokenizer) -> None:
+    def __init__(self, source: Tokenizer | None, target: Tokenizer) -> None:
         self.source = source
         self.target = target
 
     @classmethod
     def train(
         cls,
-        source_texts: list[str],
+        source_texts: list[str] | None,
         target_texts: list[str],
         kind: str,
         vocab_size: int,
         joint: bool,
         min_frequency: int = 2,
     ) -> Seq2SeqTokenizer:
-        """Train one joint tokenizer on both sides, or one tokenizer per side."""
+        """Train one joint tokenizer on both sides, one tokenizer per side, or (no source
+        texts) a target tokenizer only."""
+        if source_texts is None:
+            if joint:
+                raise ValueError("a joint vocabulary needs source texts")
+            return cls(None, train_tokenizer(target_texts, kind, vocab_size, min_frequency))
         if joint:
             shared = train_tokenizer(source_texts + target_texts, kind, vocab_size, min_frequency)
             return cls(shared, shared)
@@ -107,15 +114,28 @@ class Seq2SeqTokenizer:
 
     @property
     def source_vocab_size(self) -> int:
-        return self.source.get_vocab_size(with_added_tokens=True)
+        return self._source().get_vocab_size(with_added_tokens=True)
 
     @property
     def target_vocab_size(self) -> int:
         return self.target.get_vocab_size(with_added_tokens=True)
 
+    def vocab_sizes(self) -> dict[str, int]:
+        """The model arguments these vocabularies fix: ``target_vocab_size`` and, when the
+        source is text, ``source_vocab_size``."""
+        sizes = {"target_vocab_size": self.target_vocab_size}
+        if self.source is not None:
+            sizes["source_vocab_size"] = self.source_vocab_size
+        return sizes
+
+    def _source(self) -> Tokenizer:
+        if self.source is None:
+            raise ValueError("this tokenizer has no source side (its source is not text)")
+        return self.source
+
     def encode_source(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each source text, without ``<s>``/``</s>``."""
-        return _encode(self.source, texts)
+        return _encode(self._source(), texts)
 
     def encode_target(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each target text, without ``<s>``/``</s>``."""
@@ -123,16 +143,19 @@ class Seq2SeqTokenizer:
 
     def decode_source(self, ids: list[int]) -> str:
         """Detokenized source text of ``ids``, cut at the first ``</s>``."""
-        return _decode(self.source, ids)
+        return _decode(self._source(), ids)
 
     def decode_target(self, ids: list[int]) -> str:
         """Detokenized target text of ``ids``, cut at the first ``</s>``."""
         return _decode(self.target, ids)
 
     def to_dict(self) -> dict[str, str]:
-        """JSON strings of the tokenizers: ``{"joint": ...}`` or ``{"source", "target"}``."""
+        """JSON strings of the tokenizers: ``{"joint": ...}``, ``{"source", "target"}`` or
+        ``{"target"}`` (no source side)."""
         if self.joint:
             return {"joint": self.source.to_str()}
+        if self.source is None:
+            return {"target": self.target.to_str()}
         return {"source": self.source.to_str(), "target": self.target.to_str()}
 
     @classmethod
@@ -141,16 +164,19 @@ class Seq2SeqTokenizer:
         if "joint" in state:
             shared = Tokenizer.from_str(state["joint"])
             return cls(shared, shared)
-        return cls(Tokenizer.from_str(state["source"]), Tokenizer.from_str(state["target"]))
+        source = Tokenizer.from_str(state["source"]) if "source" in state else None
+        return cls(source, Tokenizer.from_str(state["target"]))
 
     def save(self, directory: Path) -> None:
-        """Write ``tokenizer.json`` (joint) or ``tokenizer.{source,target}.json``."""
+        """Write ``tokenizer.json`` (joint) or ``tokenizer.{source,target}.json`` (the source
+        file only when there is a source side)."""
         directory.mkdir(parents=True, exist_ok=True)
         if self.joint:
             _write_atomic(directory / _JOINT_FILE, self.source.to_str())
-        else:
+            return
+        if self.source is not None:
             _write_atomic(directory / _SOURCE_FILE, self.source.to_str())
-            _write_atomic(directory / _TARGET_FILE, self.target.to_str())
+        _write_atomic(directory / _TARGET_FILE, self.target.to_str())
 
     @classmethod
     def load(cls, directory: Path) -> Seq2SeqTokenizer:
@@ -158,21 +184,22 @@ class Seq2SeqTokenizer:
         if (directory / _JOINT_FILE).exists():
             shared = Tokenizer.from_file(str(directory / _JOINT_FILE))
             return cls(shared, shared)
-        source = Tokenizer.from_file(str(directory / _SOURCE_FILE))
-        target = Tokenizer.from_file(str(directory / _TARGET_FILE))
-        return cls(source, target)
+        source_file = directory / _SOURCE_FILE
+        source = Tokenizer.from_file(str(source_file)) if source_file.exists() else None
+        return cls(source, Tokenizer.from_file(str(directory / _TARGET_FILE)))
 
 
 def load_or_train_tokenizer(
     cache_dir: Path,
-    source_texts: list[str],
+    source_texts: list[str] | None,
     target_texts: list[str],
     kind: str,
     vocab_size: int,
-    joint: bool,
+    joint: bool = False,
     min_frequency: int = 2,
 ) -> Seq2SeqTokenizer:
-    """The cached tokenizer for this corpus and these settings, trained on a cache miss.
+    """The cached tokenizer for this corpus and these settings, trained on a cache miss;
+    ``source_texts=None``: a target tokenizer only (captioning).
 
     The cache entry is ``cache_dir / "tokenizer-<key>"``. A lock file serializes
     parallel jobs, so a tokenizer is trained once and never read half-written.
@@ -185,7 +212,10 @@ def load_or_train_tokenizer(
     }
     key = _cache_key(source_texts, target_texts, settings)[:16]
     path = cache_dir / f"tokenizer-{key}"
-    expected = [_JOINT_FILE] if joint else [_SOURCE_FILE, _TARGET_FILE]
+    if source_texts is None:
+        expected = [_TARGET_FILE]
+    else:
+        expected = [_JOINT_FILE] if joint else [_SOURCE_FILE, _TARGET_FILE]
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(cache_dir / f"tokenizer-{key}.lock"):
         if all((path / name).exists() for name in expected):
@@ -211,11 +241,13 @@ def _decode(tokenizer: Tokenizer, ids: list[int]) -> str:
 
 
 def _cache_key(
-    source_texts: list[str], target_texts: list[str], settings: dict[str, object]
+    source_texts: list[str] | None, target_texts: list[str], settings: dict[str, object]
 ) -> str:
-    """SHA-256 hex digest of the settings and both corpora."""
+    """SHA-256 hex digest of the settings and both corpora (no source: target only)."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for side, texts in (("source", source_texts), ("target", target_texts)):
+    if source_texts is None:
+        digest.update(b"\0target only\0")
+    for side, texts in (("source", source_texts or []), ("target", target_texts)):
         digest.update(f"\0{side}:{len(texts)}\0".encode())
         for text in texts:
             digest.update(text.encode())

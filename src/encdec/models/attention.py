@@ -75,4 +75,5 @@ class AttentionSeq2Seq(Seq2SeqModule):
         return self.generator(features), state, weights  # (B, V), state, (B, S)
 
     def teacher_forced(self, tgt_in: torch.Tensor, memory: RNNMemory) -> torch.Tensor:
-        return self.generator(self.decoder(tgt_in, memory))  # (B, T, V)
+        features, _ = self.decoder(tgt_in, memory)  # (B, T, H), attention (B, T, S)
+        return self.generator(features)  # (B, T, V)

@@ -7,6 +7,10 @@ A family implements the step interface that search uses (see ``encdec.search``):
     step(prev_tokens, state, memory) -> logits (B, V), state, attention (B, S) | None
     teacher_forced(tgt_in, memory)   -> logits (B, T, V)
 
+What a batch's source is (token ids, or images for captioning), which references decoded text
+is scored against and with which metrics are hooks (``batch_source``, ``batch_references``,
+``text_metrics``), so the same steps serve translation and captioning.
+
 Validation decodes greedily (``val/bleu``); test decodes as ``decoding`` says (``test/bleu_beam5``).
 The tokenizer is stored in the checkpoint, so ``Family.load_from_checkpoint(path).translate(...)``
 works on raw strings without Hydra.
@@ -25,6 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from torch import nn
+from torchmetrics import Metric
 
 from encdec.data.batching import restore_loader_position
 from encdec.data.collate import source_batch
@@ -58,7 +63,7 @@ class Seq2SeqModule(L.LightningModule):
 
     def __init__(
         self,
-        source_vocab_size: int,
+        source_vocab_size: int | None,  # None: the source is not text (captioning)
         target_vocab_size: int,
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
@@ -72,8 +77,8 @@ class Seq2SeqModule(L.LightningModule):
         self.decoding = DecodingConfig()
         self.val_teacher_forced = TeacherForcedMetrics()
         self.test_teacher_forced = TeacherForcedMetrics()
-        self.val_text = TextMetrics()
-        self.test_text = TextMetrics()
+        self.val_text = self.text_metrics()
+        self.test_text = self.text_metrics()
         self.best_val: dict[str, float] = {}
         self.test_predictions: dict[int, str] = {}
         self.training_forward = self.forward  # torch.compile'd by compile_training()
@@ -93,6 +98,20 @@ class Seq2SeqModule(L.LightningModule):
     @abstractmethod
     def teacher_forced(self, tgt_in: torch.Tensor, memory: Any) -> torch.Tensor: ...
 
+    # ---- what a batch holds, and how decoded text is scored ----
+    def batch_source(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """What ``encode`` reads: token ids (B, S) and their mask (B, S)."""
+        return batch["source"], batch["source_mask"]
+
+    def batch_references(self, batch: dict[str, Any]) -> list[Any]:
+        """What decoded text is scored against: one reference string per row."""
+        return batch["target_text"]
+
+    def text_metrics(self) -> Metric:
+        """A fresh metric over decoded text (``update(hypotheses, references)``); its ``names``
+        are logged, the first on the progress bar, and it sets ``bleu_signature``."""
+        return TextMetrics()
+
     def forward(
         self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
     ) -> torch.Tensor:
@@ -105,15 +124,18 @@ class Seq2SeqModule(L.LightningModule):
         self.training_forward = torch.compile(self.forward, dynamic=True)
 
     # ---- tokenizer and raw-text translation ----
+    def vocab_sizes(self) -> dict[str, int]:
+        """The vocabulary sizes the model was built for, as ``Seq2SeqTokenizer.vocab_sizes``."""
+        sizes = {"target_vocab_size": self.target_vocab_size}
+        if self.source_vocab_size is not None:
+            sizes["source_vocab_size"] = self.source_vocab_size
+        return sizes
+
     def attach_tokenizer(self, tokenizer: Seq2SeqTokenizer) -> None:
-        if (tokenizer.source_vocab_size, tokenizer.target_vocab_size) != (
-            self.source_vocab_size,
-            self.target_vocab_size,
-        ):
+        if tokenizer.vocab_sizes() != self.vocab_sizes():
             raise ValueError(
-                f"tokenizer vocabularies ({tokenizer.source_vocab_size}, "
-                f"{tokenizer.target_vocab_size}) do not match the model's "
-                f"({self.source_vocab_size}, {self.target_vocab_size})"
+                f"tokenizer vocabularies {tokenizer.vocab_sizes()} do not match the model's "
+                f"{self.vocab_sizes()}"
             )
         self.tokenizer = tokenizer
 
@@ -182,10 +204,11 @@ class Seq2SeqModule(L.LightningModule):
         restore_loader_position(self.trainer)  # a mid-epoch resume goes on with the next batch
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        logits = self.training_forward(batch["source"], batch["source_mask"], batch["target_in"])
+        src, src_mask = self.batch_source(batch)
+        logits = self.training_forward(src, src_mask, batch["target_in"])
         loss_sum, tokens = self.loss(logits, batch["target_out"])
         loss = loss_sum / tokens
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["source"].size(0))
+        self.log("train/loss", loss, prog_bar=True, batch_size=src.size(0))
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -218,15 +241,16 @@ class Seq2SeqModule(L.LightningModule):
         self,
         batch: dict[str, Any],
         teacher_forced: TeacherForcedMetrics,
-        text: TextMetrics,
+        text: Metric,
         decoding: DecodingConfig,
     ) -> list[str]:
-        logits = self(batch["source"], batch["source_mask"], batch["target_in"])
+        src, src_mask = self.batch_source(batch)
+        logits = self(src, src_mask, batch["target_in"])
         loss_sum, _ = self.loss(logits, batch["target_out"])
         teacher_forced.update(logits, batch["target_out"], loss_sum, PAD_ID)
-        hypotheses = self.generate(batch["source"], batch["source_mask"], decoding)
+        hypotheses = self.generate(src, src_mask, decoding)
         texts = [self.tokenizer.decode_target(h[0].tokens) for h in hypotheses]
-        text.update(texts, batch["target_text"])
+        text.update(texts, self.batch_references(batch))
         return texts
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -244,7 +268,7 @@ class Seq2SeqModule(L.LightningModule):
         self.test_predictions.update(zip(batch["index"].tolist(), texts, strict=True))
 
     def _log_epoch(
-        self, stage: str, teacher_forced: TeacherForcedMetrics, text: TextMetrics, suffix: str
+        self, stage: str, teacher_forced: TeacherForcedMetrics, text: Metric, suffix: str
     ) -> dict[str, float]:
         values = {f"{stage}/{k}": v for k, v in teacher_forced.compute().items()}
         values |= {f"{stage}/{k}{suffix}": v for k, v in text.compute().items()}
@@ -258,12 +282,13 @@ class Seq2SeqModule(L.LightningModule):
             self.val_text.reset()
             return
         values = self._log_epoch("val", self.val_teacher_forced, self.val_text, "")
-        for name in ("bleu", "chrf", "exact_match"):
+        for name in self.val_text.names:
             best = max(values[f"val/{name}"], self.best_val.get(name, -math.inf))
             self.best_val[name] = best
             values[f"val/{name}_best"] = best
-        self.log_dict({k: v for k, v in values.items() if k != "val/bleu"})
-        self.log("val/bleu", values["val/bleu"], prog_bar=True)
+        shown = f"val/{self.val_text.names[0]}"
+        self.log_dict({k: v for k, v in values.items() if k != shown})
+        self.log(shown, values[shown], prog_bar=True)
 
     def on_test_epoch_start(self) -> None:
         self.test_predictions = {}

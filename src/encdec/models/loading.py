@@ -7,12 +7,20 @@ import torch
 
 from encdec.models.attention import AttentionSeq2Seq
 from encdec.models.base import CHECKPOINT_FORMAT, Seq2SeqModule
+from encdec.models.captioning import AttentionCaptioner, TransformerCaptioner
 from encdec.models.rnn import RNNSeq2Seq
 from encdec.models.transformer import TransformerSeq2Seq
 from encdec.utils.errors import UserError
 
 FAMILIES: dict[str, type[Seq2SeqModule]] = {
-    cls.__name__: cls for cls in (RNNSeq2Seq, AttentionSeq2Seq, TransformerSeq2Seq)
+    cls.__name__: cls
+    for cls in (
+        RNNSeq2Seq,
+        AttentionSeq2Seq,
+        TransformerSeq2Seq,
+        AttentionCaptioner,
+        TransformerCaptioner,
+    )
 }
 
 

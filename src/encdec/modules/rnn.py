@@ -191,6 +191,8 @@ class AttentionRNNDecoder(nn.Module):
     ``bahdanau``: the previous hidden state queries the source and the context enters the RNN input.
     ``dot``/``general`` (Luong): the new hidden state queries the source and the attentional vector
     tanh(W [h; context]) is the output; with ``input_feeding`` it is also fed to the next input.
+    With ``context_gate`` (Show, Attend and Tell, Xu et al. 2015) the context is scaled by
+    sigmoid(W_gate query), a gate per feature computed from the attention query.
     """
 
     def __init__(
@@ -203,6 +205,7 @@ class AttentionRNNDecoder(nn.Module):
         encoder_size: int,
         attention: str,
         input_feeding: bool,
+        context_gate: bool = False,
     ) -> None:
         super().__init__()
         self.embedding = embedding
@@ -217,10 +220,18 @@ class AttentionRNNDecoder(nn.Module):
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers, dropout)
         self.attention = build_rnn_attention(attention, hidden_size, encoder_size)
         self.attentional = nn.Linear(hidden_size + encoder_size, hidden_size, bias=False)
+        self.gate = nn.Linear(hidden_size, encoder_size) if context_gate else None
         self.hidden_size = hidden_size
 
     def project_keys(self, states: torch.Tensor) -> torch.Tensor:
         return self.attention.project_keys(states)
+
+    def _attend(self, query: torch.Tensor, memory: RNNMemory) -> tuple[torch.Tensor, torch.Tensor]:
+        # query: (B, T, H) -> context (B, T, H_enc), weights (B, T, S)
+        context, weights = self.attention(query, memory.keys, memory.states, memory.mask)
+        if self.gate is not None:
+            context = torch.sigmoid(self.gate(query)) * context
+        return context, weights
 
     def init_state(self, memory: RNNMemory) -> RNNState:
         batch = memory.states.size(0)
@@ -235,32 +246,30 @@ class AttentionRNNDecoder(nn.Module):
         # prev_tokens: (B,) -> features (B, H), state, attention weights (B, S)
         inputs = [self.dropout(self.embedding(prev_tokens))]
         if self.query_first:
-            context, weights = self.attention(
-                top_layer(state.hidden).unsqueeze(1), memory.keys, memory.states, memory.mask
-            )
+            context, weights = self._attend(top_layer(state.hidden).unsqueeze(1), memory)
             inputs.append(context.squeeze(1))
         if self.input_feeding:
             inputs.append(state.attentional)
         output, hidden = self.rnn(torch.cat(inputs, dim=-1).unsqueeze(1), state.hidden)
         output = output.squeeze(1)  # (B, H)
         if not self.query_first:
-            context, weights = self.attention(
-                output.unsqueeze(1), memory.keys, memory.states, memory.mask
-            )
+            context, weights = self._attend(output.unsqueeze(1), memory)
         attentional = torch.tanh(self.attentional(torch.cat([output, context.squeeze(1)], dim=-1)))
         next_state = RNNState(hidden, attentional if self.input_feeding else None)
         return self.dropout(attentional), next_state, weights.squeeze(1)
 
-    def forward(self, tgt_in: torch.Tensor, memory: RNNMemory) -> torch.Tensor:
-        # tgt_in: (B, T) -> features (B, T, H)
+    def forward(self, tgt_in: torch.Tensor, memory: RNNMemory) -> tuple[torch.Tensor, torch.Tensor]:
+        # tgt_in: (B, T) -> features (B, T, H), attention weights (B, T, S)
         if self.query_first or self.input_feeding:  # each step needs the previous one
             state = self.init_state(memory)
-            features = []
+            features, weights = [], []
             for t in range(tgt_in.size(1)):
-                feature, state, _ = self.step(tgt_in[:, t], state, memory)
+                feature, state, step_weights = self.step(tgt_in[:, t], state, memory)
                 features.append(feature)
-            return torch.stack(features, dim=1)
+                weights.append(step_weights)
+            return torch.stack(features, dim=1), torch.stack(weights, dim=1)
         # Luong without input feeding: run the RNN over the whole sequence, then attend in one go.
         outputs, _ = self.rnn(self.dropout(self.embedding(tgt_in)), memory.final)  # (B, T, H)
-        context, _ = self.attention(outputs, memory.keys, memory.states, memory.mask)  # (B,T,H_enc)
-        return self.dropout(torch.tanh(self.attentional(torch.cat([outputs, context], dim=-1))))
+        context, weights = self._attend(outputs, memory)  # (B, T, H_enc), (B, T, S)
+        attentional = torch.tanh(self.attentional(torch.cat([outputs, context], dim=-1)))
+        return self.dropout(attentional), weights

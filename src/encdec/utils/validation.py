@@ -4,7 +4,8 @@ Every node with a ``_target_`` (data, model, trainer, each callback and logger) 
 against the signature of the class it names: unknown keys, missing required keys and values of
 the wrong type fail with one line naming the key and what is allowed. ``model.optimizer``,
 ``model.scheduler`` and ``data.tokenizer`` are checked against the functions they feed, and
-``decoding`` against ``DecodingConfig``. ``RANGES`` bounds the numeric settings whose range a
+``decoding`` against ``DecodingConfig``, a captioner's ``model.encoder`` against the image encoder
+class its ``kind`` names. ``RANGES`` bounds the numeric settings whose range a
 type cannot say (dropout in [0, 1), beam_size >= 1, ...).
 
 The schema is the code itself: a constructor's signature and type hints are the one place a
@@ -25,6 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from encdec.data.tokenization import load_or_train_tokenizer
+from encdec.modules.image_encoders import image_encoder_class
 from encdec.schedules import build_scheduler
 from encdec.search import DecodingConfig
 from encdec.utils.errors import UserError
@@ -44,6 +46,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "max_len_b": (0, math.inf, True, False),
     "warmup_steps": (0, math.inf, True, False),
     "num_workers": (0, math.inf, True, False),
+    "attention_regularization": (0, math.inf, True, False),
     **{
         name: (1, math.inf, True, False)
         for name in (
@@ -61,6 +64,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
             "num_heads",
             "ff_dim",
             "max_positions",
+            "batch_size",
+            "image_size",
         )
     },
 }
@@ -119,6 +124,18 @@ def validate_node(node: DictConfig, key: str, filled_in: frozenset[str] = frozen
             nested, nested_required, _ = signature_parameters(function)
             nested = {k: hint for k, hint in nested.items() if k not in code_filled}
             check_settings(values[name], nested, nested_required - code_filled, f"{key}.{name}")
+    if isinstance(values.get("encoder"), dict) and "kind" in values["encoder"]:
+        check_image_encoder(values["encoder"], f"{key}.encoder")
+
+
+def check_image_encoder(settings: dict[str, Any], key: str) -> None:
+    """A captioner's encoder settings against the class its ``kind`` names."""
+    try:
+        target = image_encoder_class(settings["kind"])
+    except ValueError as error:
+        raise UserError(f"{key}.kind={settings['kind']!r}: {error}") from None
+    parameters, required, _ = signature_parameters(target)
+    check_settings({k: v for k, v in settings.items() if k != "kind"}, parameters, required, key)
 
 
 def signature_parameters(target: Any) -> tuple[dict[str, Any], set[str], bool]:

@@ -1,0 +1,36 @@
+"""Caption images: ``python -m encdec.caption ckpt_path=... image=dog.jpg`` (or
+``image=[a.jpg,b.png]``) prints one caption per image, in order.
+
+Images are resized and normalized as the checkpoint's training data were.
+"""
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, ListConfig
+
+from encdec.utils.config import CONFIG_DIR
+from encdec.utils.errors import UserError, exit_on_user_error
+from encdec.utils.malloc import with_tcmalloc
+
+
+@with_tcmalloc
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="caption")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    # torch and the models are imported only after the tcmalloc restart (if any)
+    from encdec.models.captioning import CaptioningModule
+    from encdec.models.loading import load_model
+    from encdec.search import DecodingConfig
+
+    model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
+    if not isinstance(model, CaptioningModule):
+        raise UserError(f"'{cfg.ckpt_path}' holds a {type(model).__name__}, not a captioner")
+    images = list(cfg.image) if isinstance(cfg.image, ListConfig) else [cfg.image]
+    paths = [Path(image) for image in images]
+    for caption in model.caption_files(paths, DecodingConfig(**cfg.decoding), cfg.batch_size):
+        print(caption)
+
+
+if __name__ == "__main__":
+    main()
