@@ -23,10 +23,11 @@ from encdec.caption_metrics import CaptionMetrics
 from encdec.data.captioning import IMAGE_ERRORS, image_transform, read_image_file
 from encdec.data.tokenization import PAD_ID
 from encdec.models.base import Seq2SeqModule, output_layer
+from encdec.models.transformer import TransformerDecoderSteps
 from encdec.modules.embeddings import TokenEmbedding, build_positions
 from encdec.modules.image_encoders import build_image_encoder
 from encdec.modules.rnn import AttentionRNNDecoder, Bridge, RNNMemory, RNNState
-from encdec.modules.transformer import TransformerDecoder, TransformerMemory, TransformerState
+from encdec.modules.transformer import TransformerDecoder, TransformerMemory
 from encdec.search import DecodingConfig
 from encdec.utils.errors import UserError
 
@@ -198,7 +199,7 @@ class AttentionCaptioner(CaptioningModule):
         return loss
 
 
-class TransformerCaptioner(CaptioningModule):
+class TransformerCaptioner(TransformerDecoderSteps, CaptioningModule):
     def __init__(
         self,
         target_vocab_size: int,
@@ -243,18 +244,3 @@ class TransformerCaptioner(CaptioningModule):
         grid, grid_mask = self.image_encoder(images)  # (B, N, C), (B, N)
         states = self.grid_projection(grid)  # (B, N, D)
         return TransformerMemory(states, grid_mask, self.decoder.cross_keys_values(states))
-
-    def init_state(self, memory: TransformerMemory) -> TransformerState:
-        batch = memory.states.size(0)
-        empty = memory.states.new_zeros(batch, self.num_heads, 0, self.d_model // self.num_heads)
-        return TransformerState([(empty, empty)] * len(self.decoder.layers), 0)
-
-    def step(
-        self, prev_tokens: torch.Tensor, state: TransformerState, memory: TransformerMemory
-    ) -> tuple[torch.Tensor, TransformerState, None]:
-        features, state = self.decoder(prev_tokens.unsqueeze(1), memory, state)
-        return self.generator(features.squeeze(1)), state, None  # logits: (B, V)
-
-    def teacher_forced(self, tgt_in: torch.Tensor, memory: TransformerMemory) -> torch.Tensor:
-        features, _ = self.decoder(tgt_in, memory)
-        return self.generator(features)  # (B, T, V)

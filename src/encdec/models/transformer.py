@@ -15,7 +15,33 @@ from encdec.modules.transformer import (
 )
 
 
-class TransformerSeq2Seq(Seq2SeqModule):
+class TransformerDecoderSteps:
+    """The step interface of a Transformer decoder with a KV cache over ``TransformerMemory``,
+    shared by the translator and the captioner. Needs ``decoder`` (a ``TransformerDecoder``),
+    ``generator``, ``num_heads`` and ``d_model``."""
+
+    decoder: TransformerDecoder
+    generator: torch.nn.Linear
+    num_heads: int
+    d_model: int
+
+    def init_state(self, memory: TransformerMemory) -> TransformerState:
+        batch = memory.states.size(0)
+        empty = memory.states.new_zeros(batch, self.num_heads, 0, self.d_model // self.num_heads)
+        return TransformerState([(empty, empty)] * len(self.decoder.layers), 0)
+
+    def step(
+        self, prev_tokens: torch.Tensor, state: TransformerState, memory: TransformerMemory
+    ) -> tuple[torch.Tensor, TransformerState, None]:
+        features, state = self.decoder(prev_tokens.unsqueeze(1), memory, state)
+        return self.generator(features.squeeze(1)), state, None  # logits: (B, V)
+
+    def teacher_forced(self, tgt_in: torch.Tensor, memory: TransformerMemory) -> torch.Tensor:
+        features, _ = self.decoder(tgt_in, memory)
+        return self.generator(features)  # (B, T, V)
+
+
+class TransformerSeq2Seq(TransformerDecoderSteps, Seq2SeqModule):
     def __init__(
         self,
         source_vocab_size: int,
@@ -72,18 +98,3 @@ class TransformerSeq2Seq(Seq2SeqModule):
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> TransformerMemory:
         states = self.encoder(src, src_mask)  # (B, S, D)
         return TransformerMemory(states, src_mask, self.decoder.cross_keys_values(states))
-
-    def init_state(self, memory: TransformerMemory) -> TransformerState:
-        batch = memory.states.size(0)
-        empty = memory.states.new_zeros(batch, self.num_heads, 0, self.d_model // self.num_heads)
-        return TransformerState([(empty, empty)] * len(self.decoder.layers), 0)
-
-    def step(
-        self, prev_tokens: torch.Tensor, state: TransformerState, memory: TransformerMemory
-    ) -> tuple[torch.Tensor, TransformerState, None]:
-        features, state = self.decoder(prev_tokens.unsqueeze(1), memory, state)
-        return self.generator(features.squeeze(1)), state, None  # logits: (B, V)
-
-    def teacher_forced(self, tgt_in: torch.Tensor, memory: TransformerMemory) -> torch.Tensor:
-        features, _ = self.decoder(tgt_in, memory)
-        return self.generator(features)  # (B, T, V)
