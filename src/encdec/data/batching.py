@@ -8,6 +8,7 @@ few long examples and little padding.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -156,6 +157,33 @@ class ResumableDataLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.batch_sampler.load_state_dict(state)
+
+
+def bucketed_loader(
+    dataset: Any,
+    sampler: TokenBucketBatchSampler,
+    collate_fn: Callable[[list[Any]], Any],
+    num_workers: int,
+    seed: int,
+    trainer: L.Trainer | None,
+    training: bool,
+) -> DataLoader:
+    """The DataLoader of a datamodule stage: resumable when ``training`` (checkpoints record the
+    batches the loop trained on), with its own generator, so creating each epoch's iterator
+    draws its worker seed from it and not from the global RNG that dropout uses (a resumed run
+    then draws the same dropout masks)."""
+    loader = (ResumableDataLoader if training else DataLoader)(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    if trainer is not None and training:
+        loop = trainer.fit_loop.epoch_loop
+        loader.trained_batches = lambda: loop.batch_progress.current.processed
+    return loader
 
 
 def restore_loader_position(trainer: L.Trainer) -> None:

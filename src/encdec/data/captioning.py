@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from encdec.caption_metrics import caption_words
-from encdec.data.batching import ResumableDataLoader, TokenBucketBatchSampler
+from encdec.data.batching import TokenBucketBatchSampler, bucketed_loader
 from encdec.data.collate import pad
 from encdec.data.shapes import Scene, draw_scene, generate_scene
 from encdec.data.tokenization import BOS_ID, EOS_ID, Seq2SeqTokenizer, load_or_train_tokenizer
@@ -472,18 +472,15 @@ class CaptioningDataModule(L.LightningDataModule):
         )
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        loader_class = ResumableDataLoader if shuffle else DataLoader  # training resumes
-        loader = loader_class(
+        return bucketed_loader(
             self.datasets[stage],
-            batch_sampler=self._sampler(stage, shuffle),
-            collate_fn=collate_captions,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            self._sampler(stage, shuffle),
+            collate_captions,
+            self.num_workers,
+            self.seed,
+            self.trainer,
+            shuffle,
         )
-        if self.trainer is not None and shuffle:  # checkpoints record the batches trained on
-            loop = self.trainer.fit_loop.epoch_loop
-            loader.trained_batches = lambda: loop.batch_progress.current.processed
-        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

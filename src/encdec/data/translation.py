@@ -21,10 +21,9 @@ from typing import Any
 
 import datasets
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
-from encdec.data.batching import ResumableDataLoader, TokenBucketBatchSampler
+from encdec.data.batching import TokenBucketBatchSampler, bucketed_loader
 from encdec.data.collate import collate_pairs
 from encdec.data.tokenization import Seq2SeqTokenizer, load_or_train_tokenizer
 from encdec.utils.errors import UserError
@@ -238,21 +237,9 @@ class TranslationDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
             pad_to_equal=shuffle,
         )
-        loader_class = ResumableDataLoader if shuffle else DataLoader  # training resumes
-        loader = loader_class(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=collate_pairs,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            # its own generator: each epoch's iterator draws a worker seed from it, not from the
-            # global RNG that dropout uses, so a resumed run draws the same dropout masks
-            generator=torch.Generator().manual_seed(self.seed),
+        return bucketed_loader(
+            dataset, sampler, collate_pairs, self.num_workers, self.seed, trainer, shuffle
         )
-        if trainer is not None and shuffle:  # checkpoints record the batches trained on
-            loop = trainer.fit_loop.epoch_loop
-            loader.trained_batches = lambda: loop.batch_progress.current.processed
-        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
