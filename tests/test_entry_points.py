@@ -241,3 +241,12 @@ def test_two_process_ddp_metrics_equal_single_process(tmp_path):
     single = (tmp_path / "single" / "predictions" / "test.txt").read_text()
     assert (tmp_path / "ddp" / "predictions" / "test.txt").read_text() == single
     assert single.count("\n") == 4182
+
+
+def test_every_checkpoint_family_resolves_to_its_class():
+    from encdec.models.base import Seq2SeqModule
+    from encdec.models.loading import FAMILIES, family_class
+
+    for family in FAMILIES:
+        cls = family_class(family)
+        assert cls.__name__ == family and issubclass(cls, Seq2SeqModule)

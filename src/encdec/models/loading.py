@@ -1,27 +1,27 @@
 """Loading any family's checkpoint without Hydra."""
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from encdec.models.attention import AttentionSeq2Seq
 from encdec.models.base import CHECKPOINT_FORMAT, Seq2SeqModule
-from encdec.models.captioning import AttentionCaptioner, TransformerCaptioner
-from encdec.models.rnn import RNNSeq2Seq
-from encdec.models.transformer import TransformerSeq2Seq
 from encdec.utils.errors import UserError
 
-FAMILIES: dict[str, type[Seq2SeqModule]] = {
-    cls.__name__: cls
-    for cls in (
-        RNNSeq2Seq,
-        AttentionSeq2Seq,
-        TransformerSeq2Seq,
-        AttentionCaptioner,
-        TransformerCaptioner,
-    )
+# family (the class name a checkpoint records) -> its module, imported only when loaded: a
+# translation model never pays for the image stack (Pillow, torchvision) at start-up
+FAMILIES: dict[str, str] = {
+    "RNNSeq2Seq": "encdec.models.rnn",
+    "AttentionSeq2Seq": "encdec.models.attention",
+    "TransformerSeq2Seq": "encdec.models.transformer",
+    "AttentionCaptioner": "encdec.models.captioning",
+    "TransformerCaptioner": "encdec.models.captioning",
 }
+
+
+def family_class(family: str) -> type[Seq2SeqModule]:
+    return getattr(importlib.import_module(FAMILIES[family]), family)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, map_location: str = "cpu") -> Seq2SeqModule:
     """The model in an ``encdec.train`` checkpoint, tokenizer attached, in eval mode."""
     family = read_checkpoint(path)["encdec_family"]
-    model = FAMILIES[family].load_from_checkpoint(
+    model = family_class(family).load_from_checkpoint(
         path, map_location=map_location, weights_only=True
     )
     return model.eval()
