@@ -3,6 +3,7 @@
 from typing import Any
 
 import torch
+from torch import nn
 
 from encdec.models.base import Seq2SeqModule, output_layer
 from encdec.models.rnn import build_embeddings
@@ -16,7 +17,29 @@ from encdec.modules.rnn import (
 )
 
 
-class AttentionSeq2Seq(Seq2SeqModule):
+class AttentionDecoderSteps:
+    """The step interface of an attention RNN decoder over ``RNNMemory`` (S: source positions or
+    image grid cells), shared by the translator and the captioner. Needs ``decoder`` (an
+    ``AttentionRNNDecoder``) and ``generator``."""
+
+    decoder: AttentionRNNDecoder
+    generator: nn.Linear
+
+    def init_state(self, memory: RNNMemory) -> RNNState:
+        return self.decoder.init_state(memory)
+
+    def step(
+        self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
+    ) -> tuple[torch.Tensor, RNNState, torch.Tensor]:
+        features, state, weights = self.decoder.step(prev_tokens, state, memory)
+        return self.generator(features), state, weights  # (B, V), state, (B, S)
+
+    def teacher_forced(self, tgt_in: torch.Tensor, memory: RNNMemory) -> torch.Tensor:
+        features, _ = self.decoder(tgt_in, memory)  # (B, T, H), attention (B, T, S)
+        return self.generator(features)  # (B, T, V)
+
+
+class AttentionSeq2Seq(AttentionDecoderSteps, Seq2SeqModule):
     def __init__(
         self,
         source_vocab_size: int,
@@ -64,16 +87,3 @@ class AttentionSeq2Seq(Seq2SeqModule):
         states, final = self.encoder(src, src_mask)
         keys = self.decoder.project_keys(states)
         return RNNMemory(states, src_mask, self.bridge(final), top_layer(final), keys)
-
-    def init_state(self, memory: RNNMemory) -> RNNState:
-        return self.decoder.init_state(memory)
-
-    def step(
-        self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
-    ) -> tuple[torch.Tensor, RNNState, torch.Tensor]:
-        features, state, weights = self.decoder.step(prev_tokens, state, memory)
-        return self.generator(features), state, weights  # (B, V), state, (B, S)
-
-    def teacher_forced(self, tgt_in: torch.Tensor, memory: RNNMemory) -> torch.Tensor:
-        features, _ = self.decoder(tgt_in, memory)  # (B, T, H), attention (B, T, S)
-        return self.generator(features)  # (B, T, V)

@@ -22,11 +22,12 @@ from torch import nn
 from encdec.caption_metrics import CaptionMetrics
 from encdec.data.captioning import IMAGE_ERRORS, image_transform, read_image_file
 from encdec.data.tokenization import PAD_ID
+from encdec.models.attention import AttentionDecoderSteps
 from encdec.models.base import Seq2SeqModule, output_layer
 from encdec.models.transformer import TransformerDecoderSteps
 from encdec.modules.embeddings import TokenEmbedding, build_positions
 from encdec.modules.image_encoders import build_image_encoder
-from encdec.modules.rnn import AttentionRNNDecoder, Bridge, RNNMemory, RNNState
+from encdec.modules.rnn import AttentionRNNDecoder, Bridge, RNNMemory
 from encdec.modules.transformer import TransformerDecoder, TransformerMemory
 from encdec.search import DecodingConfig
 from encdec.utils.errors import UserError
@@ -121,7 +122,7 @@ def _read_image(path: Path) -> Image.Image:
         raise UserError(f"cannot read image '{path}' ({error})") from None
 
 
-class AttentionCaptioner(CaptioningModule):
+class AttentionCaptioner(AttentionDecoderSteps, CaptioningModule):
     def __init__(
         self,
         target_vocab_size: int,
@@ -167,19 +168,6 @@ class AttentionCaptioner(CaptioningModule):
         if self.init_cell is not None:
             final = (final, self.init_cell(layers))
         return RNNMemory(grid, grid_mask, final, mean, self.decoder.project_keys(grid))
-
-    def init_state(self, memory: RNNMemory) -> RNNState:
-        return self.decoder.init_state(memory)
-
-    def step(
-        self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
-    ) -> tuple[torch.Tensor, RNNState, torch.Tensor]:
-        features, state, weights = self.decoder.step(prev_tokens, state, memory)
-        return self.generator(features), state, weights  # (B, V), state, (B, N)
-
-    def teacher_forced(self, tgt_in: torch.Tensor, memory: RNNMemory) -> torch.Tensor:
-        features, _ = self.decoder(tgt_in, memory)  # (B, T, H)
-        return self.generator(features)  # (B, T, V)
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
         """Cross entropy plus the doubly stochastic attention penalty."""
