@@ -86,7 +86,9 @@ def test_interpret_rejects_non_commands(command: str) -> None:
         interpret(command)
 
 
-@pytest.mark.parametrize("split", ["length", "addprim_jump", "addprim_turn_left"])
+@pytest.mark.parametrize(
+    "split", ["length", "addprim_jump", "addprim_turn_left", "template_around_right"]
+)
 def test_fixed_splits_match_official(split: str) -> None:
     generated = scan_split(split)
     for part in ("train", "test"):

@@ -5,6 +5,7 @@ does not dilute the figure; the summary also records the whole fit's wall time.
 """
 
 import json
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ class ThroughputMonitor(L.Callback):
         self.window_seconds = 0.0  # inside training batches, since the last log
         self.window_tokens: torch.Tensor | None = None  # (target, source) on device: no sync
         self.total_tokens = torch.zeros(2, dtype=torch.long)
+        self.parameters = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_start = time.perf_counter()
+        self.parameters = sum(p.numel() for p in pl_module.parameters())
 
     def on_train_batch_start(
         self,
@@ -84,7 +87,12 @@ class ThroughputMonitor(L.Callback):
     def summary(self) -> dict[str, float]:
         target, source = self.total_tokens.tolist()
         seconds = max(self.train_seconds, 1e-9)
+        memory = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            memory["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
         return {
+            "parameters": self.parameters,
+            **memory,
             "fit_wall_seconds": time.perf_counter() - self.fit_start,
             "train_seconds": self.train_seconds,
             "target_tokens": target,

@@ -30,7 +30,7 @@ from encdec.utils.errors import UserError
 
 Pair = tuple[str, str]  # (command, actions)
 
-SPLITS = ("simple", "length", "addprim_jump", "addprim_turn_left")
+SPLITS = ("simple", "length", "addprim_jump", "addprim_turn_left", "template_around_right")
 
 _VERBS = {"walk": ("I_WALK",), "look": ("I_LOOK",), "run": ("I_RUN",), "jump": ("I_JUMP",)}
 _TURNS = {"left": "I_TURN_LEFT", "right": "I_TURN_RIGHT"}
@@ -134,6 +134,18 @@ def _add_primitive_split(pairs: list[Pair], primitive: str) -> tuple[list[Pair],
     return train + [(primitive, interpret(primitive))] * copies, test
 
 
+def _around_right_split(pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
+    """Train without "around right"; test on "X around right" for the verbs X. As in the
+    official files, commands with "turn around right" are in neither part."""
+    train, test = [], []
+    for pair in pairs:
+        if "around right" not in pair[0]:
+            train.append(pair)
+        elif "turn around right" not in pair[0]:
+            test.append(pair)
+    return train, test
+
+
 def scan_split(split: str, seed: int = 0) -> dict[str, list[Pair]]:
     """``{"train": [...], "test": [...]}`` of (command, actions) pairs for ``split``.
 
@@ -147,6 +159,8 @@ def scan_split(split: str, seed: int = 0) -> dict[str, list[Pair]]:
         train, test = _length_split(pairs)
     elif split in _ADDED_PRIMITIVES:
         train, test = _add_primitive_split(pairs, _ADDED_PRIMITIVES[split])
+    elif split == "template_around_right":
+        train, test = _around_right_split(pairs)
     else:
         raise ValueError(f"unknown SCAN split {split!r}; choose one of {', '.join(SPLITS)}")
     return {"train": sorted(train), "test": sorted(test)}

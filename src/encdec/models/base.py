@@ -19,6 +19,7 @@ works on raw strings without Hydra.
 import json
 import math
 import random
+import time
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
@@ -243,15 +244,19 @@ class Seq2SeqModule(L.LightningModule):
         teacher_forced: TeacherForcedMetrics,
         text: Metric,
         decoding: DecodingConfig,
-    ) -> list[str]:
+    ) -> tuple[list[str], float]:
+        """Teacher-forced metrics and decoding of one batch: (hypothesis texts, seconds spent
+        searching and detokenizing)."""
         src, src_mask = self.batch_source(batch)
         logits = self(src, src_mask, batch["target_in"])
         loss_sum, _ = self.loss(logits, batch["target_out"])
         teacher_forced.update(logits, batch["target_out"], loss_sum, PAD_ID)
-        hypotheses = self.generate(src, src_mask, decoding)
+        start = time.perf_counter()
+        hypotheses = self.generate(src, src_mask, decoding)  # token lists: synced with device
         texts = [self.tokenizer.decode_target(h[0].tokens) for h in hypotheses]
+        seconds = time.perf_counter() - start
         text.update(texts, self.batch_references(batch))
-        return texts
+        return texts, seconds
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(
@@ -264,7 +269,10 @@ class Seq2SeqModule(L.LightningModule):
         )
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        texts = self._evaluate(batch, self.test_teacher_forced, self.test_text, self.decoding)
+        texts, seconds = self._evaluate(
+            batch, self.test_teacher_forced, self.test_text, self.decoding
+        )
+        self.test_decode_seconds += seconds
         self.test_predictions.update(zip(batch["index"].tolist(), texts, strict=True))
 
     def _log_epoch(
@@ -292,6 +300,7 @@ class Seq2SeqModule(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_predictions = {}
+        self.test_decode_seconds = 0.0  # this process's time in search
 
     def on_test_epoch_end(self) -> None:
         suffix = self.decoding.suffix
@@ -324,6 +333,9 @@ class Seq2SeqModule(L.LightningModule):
             "metrics": metrics,
             "bleu_signature": self.test_text.bleu_signature,
             "predictions": str(predictions),
+            "sentences": len(lines),
+            "decode_seconds": self.test_decode_seconds,  # rank 0's search time, batch by batch
+            "sentences_per_s": len(lines) / max(self.test_decode_seconds, 1e-9),
         }
         (output_dir / f"test_metrics{suffix}.json").write_text(json.dumps(record, indent=2))
 
