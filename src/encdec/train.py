@@ -22,6 +22,11 @@ from encdec.checkpointing import (
     keep_wandb_run_id,
     resume_checkpoint,
 )
+from encdec.distributed import (
+    SameConfigOnAllRanks,
+    end_distributed_job,
+    start_ranks_as_this_job,
+)
 from encdec.models.base import Seq2SeqModule
 from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
@@ -92,6 +97,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch wins over the callback
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    callbacks.append(SameConfigOnAllRanks(cfg))  # DDP ranks train the same hyperparameters
     keep_wandb_run_id(cfg, output_dir)  # a resumed run continues its W&B run
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate(
@@ -134,7 +140,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     torch.set_float32_matmul_precision("high")
-    metrics = train(cfg)
+    start_ranks_as_this_job()  # under a multirun, DDP children run this job, not the sweep
+    try:
+        metrics = train(cfg)
+    finally:
+        end_distributed_job()  # the sweep's next job starts its own ranks
     return metrics.get(cfg.get("optimized_metric"))
 
 

@@ -1,0 +1,120 @@
+"""DDP from the command line: a multirun of DDP jobs, and DDP jobs whose ranks die.
+
+Never ``strategy=ddp`` inside the pytest process (its children would re-run pytest): every run
+here is the CLI in a subprocess, with a timeout.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from encdec.distributed import config_differences
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_DDP = [
+    "trainer=ddp_sim",
+    "trainer.strategy=ddp",  # Lightning's subprocess launcher: children re-run the command
+    "model=scan_transformer",
+    "model.d_model=32",
+    "model.ff_dim=64",
+    "logger=csv",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def run_cli(*args: str, root: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "encdec.train", *args, f"paths.root_dir={root}"],
+        text=True,
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_config_differences_names_dotted_keys():
+    mine = {"seed": 1, "model": {"dropout": 0.1, "d_model": 32}, "tags": ["a"]}
+    theirs = {"seed": 1, "model": {"dropout": 0.3, "d_model": 32}, "tags": ["b"], "extra": 1}
+    assert config_differences(mine, theirs) == ["extra", "model.dropout", "tags"]
+    assert config_differences(mine, mine) == []
+
+
+@pytest.mark.slow
+def test_ddp_multirun_gives_one_run_dir_per_job_with_its_own_values(tmp_path):
+    """Each job's two ranks train that job's dropout (the ranks compare their configs and
+    would stop otherwise), and each job writes exactly its own run dir."""
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "-m",
+        *TINY_DDP,
+        "callbacks=none",
+        "model.dropout=0.0,0.3",
+        f"hydra.sweep.dir={sweep}",
+        root=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    for job, dropout in (("0", 0.0), ("1", 0.3)):
+        config = yaml.safe_load((sweep / job / "config.yaml").read_text())
+        assert config["model"]["dropout"] == dropout
+        assert (sweep / job / "test_metrics.json").is_file()
+    assert not (tmp_path / "outputs").exists()  # no stray single-run dirs from the children
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+def test_ddp_job_whose_worker_dies_exits_nonzero_promptly(tmp_path, strategy):
+    start = time.monotonic()
+    result = run_cli(
+        *TINY_DDP,
+        f"trainer.strategy={strategy}",
+        "trainer.limit_train_batches=20",
+        "+callbacks.crash._target_=tests.crash.KillAt",
+        "+callbacks.crash.step=2",
+        "+callbacks.crash.rank=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        root=tmp_path,
+        timeout=180,
+    )
+    assert result.returncode != 0
+    assert time.monotonic() - start < 120
+    assert not (tmp_path / "run" / "test_metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_ddp_child_exits_when_the_main_process_dies(tmp_path):
+    """Rank 0 (the main process) is killed: rank 1 must not wait in a collective until the
+    process group times out (30 minutes). (Gloo sees the closed connection and fails.)"""
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        *TINY_DDP,
+        "trainer.limit_train_batches=20",
+        "+callbacks.crash._target_=tests.crash.KillAt",
+        "+callbacks.crash.step=2",
+        "+callbacks.crash.rank=0",
+        f"hydra.run.dir={run_dir}",
+        root=tmp_path,
+        timeout=180,
+    )
+    assert result.returncode != 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        survivors = subprocess.run(
+            ["pgrep", "-f", str(run_dir)], capture_output=True, text=True
+        ).stdout.split()
+        if not survivors:
+            break
+        time.sleep(1)
+    assert not survivors, f"rank 1 still running: pids {survivors}"
