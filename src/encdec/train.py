@@ -89,7 +89,8 @@ def start_run(cfg: DictConfig) -> Path:
     return output_dir
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, float]:
+    """Fit and test as ``cfg`` says (plus ``extra_callbacks``); the metrics, val and test."""
     output_dir = start_run(cfg)
     datamodule, model = build_data_and_model(cfg)
     model.tokenizer.save(output_dir / "tokenizer")
@@ -97,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch wins over the callback
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    callbacks.append(SameConfigOnAllRanks(cfg))  # DDP ranks train the same hyperparameters
+    callbacks += [SameConfigOnAllRanks(cfg), *extra_callbacks]  # DDP ranks: the same config
     keep_wandb_run_id(cfg, output_dir)  # a resumed run continues its W&B run
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate(
