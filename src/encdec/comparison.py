@@ -1,0 +1,387 @@
+"""Architecture comparison reports: runs grouped by data and model family, seeds aggregated.
+
+A run is read from its run dir (``config.yaml``, ``test_metrics*.json``, ``train_summary.json``,
+``csv/metrics.csv``) or from W&B (config, summary and history of a run in a group). The report
+is a markdown + CSV table (quality mean ± std over seeds, parameters, training wall time,
+tokens/s, decoding sentences/s, peak memory) and PNG plots (quality against parameters and
+against wall time, validation curves). :func:`paired_bootstrap` tests two runs' test outputs
+for a significant difference with sacreBLEU's paired bootstrap resampling.
+"""
+
+import csv
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from encdec.utils.errors import UserError
+
+FAMILIES = {  # model class -> family name in tables
+    "RNNSeq2Seq": "rnn",
+    "AttentionSeq2Seq": "attention",
+    "TransformerSeq2Seq": "transformer",
+    "AttentionCaptioner": "attention captioner",
+    "TransformerCaptioner": "transformer captioner",
+}
+NUMERIC_COLUMNS = (
+    ("parameters", "params"),
+    ("train_wall_seconds", "train wall time (s)"),
+    ("target_tokens_per_s", "train target tok/s"),
+    ("sentences_per_s", "decode sent/s"),
+    ("peak_rss_mb", "peak RSS (MB)"),
+)
+
+
+@dataclass
+class Run:
+    name: str
+    family: str
+    data: str  # e.g. "scan/simple", "multi30k"
+    seed: int
+    quality_metric: str  # e.g. "test/exact_match", "test/bleu_beam5"
+    metrics: dict[str, float]
+    parameters: float | None = None
+    train_wall_seconds: float | None = None
+    target_tokens_per_s: float | None = None
+    sentences_per_s: float | None = None
+    peak_rss_mb: float | None = None
+    val_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, monitored value)
+    config: dict[str, Any] = field(default_factory=dict)
+    predictions: Path | None = None
+
+    @property
+    def quality(self) -> float:
+        return self.metrics[self.quality_metric]
+
+
+def family_of(config: dict[str, Any]) -> str:
+    model_class = config["model"]["_target_"].rsplit(".", 1)[-1]
+    return FAMILIES.get(model_class, model_class)
+
+
+def data_of(config: dict[str, Any]) -> str:
+    data = config["data"]
+    name = data["_target_"].rsplit(".", 1)[-1].removesuffix("DataModule").lower()
+    if data.get("split"):
+        return f"{name}/{data['split']}"
+    if data.get("path"):
+        return Path(str(data["path"])).name
+    return name
+
+
+def decoding_suffix(config: dict[str, Any]) -> str:
+    beam = int(config.get("decoding", {}).get("beam_size", 1))
+    return f"_beam{beam}" if beam > 1 else ""
+
+
+def read_val_curve(csv_path: Path, monitor: str) -> list[tuple[int, float]]:
+    if not csv_path.is_file():
+        return []
+    with csv_path.open(newline="") as file:
+        return [
+            (int(row["step"]), float(row[monitor]))
+            for row in csv.DictReader(file)
+            if row.get(monitor) not in (None, "")
+        ]
+
+
+def count_parameters(checkpoint: Path) -> int | None:
+    """Parameters of a checkpoint's model (tied weights once), for runs that predate
+    ``train_summary.json``'s count."""
+    if not checkpoint.is_file():
+        return None
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    unique = {t.data_ptr(): t.numel() for t in state.values() if t.is_floating_point()}
+    return sum(unique.values())
+
+
+def read_run_dir(run_dir: Path) -> Run:
+    """A finished ``encdec.train`` run; one line naming the dir when it is not one."""
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise UserError(f"{run_dir}: no config.yaml (not an encdec run dir)")
+    config = yaml.safe_load(config_path.read_text())
+    suffix = decoding_suffix(config)
+    test_path = run_dir / f"test_metrics{suffix}.json"
+    if not test_path.is_file():
+        raise UserError(f"{run_dir}: no {test_path.name} (the run has not finished testing)")
+    test = json.loads(test_path.read_text())
+    summary_path = run_dir / "train_summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    monitor = config.get("monitor", "val/bleu")
+    parameters = summary.get("parameters") or count_parameters(
+        run_dir / "checkpoints" / "best.ckpt"
+    )
+    return Run(
+        name=str(run_dir),
+        family=family_of(config),
+        data=data_of(config),
+        seed=int(config.get("seed", 0)),
+        quality_metric=f"test/{monitor.split('/', 1)[1]}{suffix}",
+        metrics=test["metrics"],
+        parameters=parameters,
+        train_wall_seconds=summary.get("fit_wall_seconds"),
+        target_tokens_per_s=summary.get("target_tokens_per_s"),
+        sentences_per_s=test.get("sentences_per_s"),
+        peak_rss_mb=summary.get("peak_rss_mb"),
+        val_curve=read_val_curve(run_dir / "csv" / "metrics.csv", monitor),
+        config=config,
+        predictions=Path(test["predictions"]),
+    )
+
+
+def read_wandb_group(group: str, project: str, entity: str | None = None) -> list[Run]:
+    """Every finished run of a W&B group (needs the network and a W&B login)."""
+    import wandb
+
+    path = f"{entity}/{project}" if entity else project
+    runs = []
+    for wandb_run in wandb.Api().runs(path, filters={"group": group}):
+        config, summary = dict(wandb_run.config), dict(wandb_run.summary)
+        monitor = config.get("monitor", "val/bleu")
+        suffix = decoding_suffix(config)
+        metrics = {k: float(v) for k, v in summary.items() if k.startswith("test/")}
+        quality_metric = f"test/{monitor.split('/', 1)[1]}{suffix}"
+        if quality_metric not in metrics:
+            continue  # not finished
+        history = wandb_run.history(keys=["trainer/global_step", monitor], pandas=False)
+        runs.append(
+            Run(
+                name=wandb_run.name,
+                family=family_of(config),
+                data=data_of(config),
+                seed=int(config.get("seed", 0)),
+                quality_metric=quality_metric,
+                metrics=metrics,
+                parameters=config.get("parameters"),
+                train_wall_seconds=summary.get("_runtime"),
+                target_tokens_per_s=summary.get("train/target_tokens_per_s"),
+                val_curve=[(int(r["trainer/global_step"]), float(r[monitor])) for r in history],
+                config=config,
+            )
+        )
+    if not runs:
+        raise UserError(f"W&B group '{group}' in project '{path}' has no finished runs")
+    return runs
+
+
+IGNORED_IN_VARIANTS = ("seed", "paths", "task_name", "tags", "ckpt_path", "resume", "data.seed")
+RUN_PATH_KEYS = ("dir", "dirpath", "path", "save_dir", "default_root_dir")  # differ per run
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def variants(runs: list[Run]) -> dict[str, str]:
+    """Run name -> a label of the settings that set its config apart from the other runs of
+    the same data and family ("" when the runs differ in seed only)."""
+    labels = {}
+    for key in {(r.data, r.family) for r in runs}:
+        members = [r for r in runs if (r.data, r.family) == key]
+        flat = {
+            r.name: {
+                k: v
+                for k, v in flatten(r.config).items()
+                if not k.startswith(IGNORED_IN_VARIANTS) and k != "parameters"
+            }
+            for r in members
+        }
+        keys = sorted({k for f in flat.values() for k in f})
+        differing = [
+            k
+            for k in keys
+            if len({repr(f.get(k)) for f in flat.values()}) > 1
+            and not k.rsplit(".", 1)[-1].endswith(RUN_PATH_KEYS)
+        ]
+        for run in members:
+            labels[run.name] = describe(flat[run.name], differing)
+    return labels
+
+
+def describe(flat: dict[str, Any], differing: list[str]) -> str:
+    """A short label: ``+averaging`` for an added callback/logger, ``key=value`` otherwise."""
+    parts: list[str] = []
+    for key in differing:
+        if key.startswith(("callbacks.", "logger.")):
+            group = ".".join(key.split(".")[:2])
+            label = "+" + group.split(".")[1]
+            present = any(k.startswith(group + ".") for k in flat)
+            if present and label not in parts:
+                parts.append(label)
+        else:
+            parts.append(f"{key.rsplit('.', 1)[-1]}={flat.get(key)}")
+    return ", ".join(parts[:3])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(runs: list[Run]) -> list[dict[str, Any]]:
+    """One row per data, family and configuration: seeds aggregated, sorted."""
+    labels = variants(runs)
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.data, run.family, labels[run.name]), []).append(run)
+    rows = []
+    for (data, family, variant), members in sorted(groups.items()):
+        metrics = {m.quality_metric for m in members}
+        if len(metrics) > 1:
+            raise UserError(f"{data} / {family}: runs measured differently ({sorted(metrics)})")
+        row: dict[str, Any] = {
+            "data": data,
+            "model": f"{family} ({variant})" if variant else family,
+            "runs": len(members),
+            "seeds": sorted(m.seed for m in members),
+            "metric": metrics.pop(),
+        }
+        row["quality_mean"], row["quality_std"] = mean_std([m.quality for m in members])
+        bleu = [m.metrics[k] for m in members for k in m.metrics if k.startswith("test/bleu")]
+        row["bleu_mean"], row["bleu_std"] = mean_std(bleu) if bleu else (math.nan, math.nan)
+        for key, _ in NUMERIC_COLUMNS:
+            values = [getattr(m, key) for m in members if getattr(m, key) is not None]
+            row[key] = statistics.fmean(values) if values else math.nan
+        rows.append(row)
+    return rows
+
+
+def _number(value: float, digits: int = 0) -> str:
+    return "—" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    header = ["data", "model", "seeds", "metric", "test quality (mean ± std)", "test BLEU"]
+    header += [title for _, title in NUMERIC_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [
+            row["data"],
+            row["model"],
+            str(row["runs"]),
+            row["metric"],
+            f"{row['quality_mean']:.1f} ± {row['quality_std']:.1f}",
+            f"{_number(row['bleu_mean'], 1)} ± {_number(row['bleu_std'], 1)}",
+            _number(row["parameters"] / 1e6, 2) + " M",
+            _number(row["train_wall_seconds"]),
+            _number(row["target_tokens_per_s"]),
+            _number(row["sentences_per_s"]),
+            _number(row["peak_rss_mb"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot(runs: list[Run], out_dir: Path) -> list[Path]:
+    """quality_vs_params.png, quality_vs_time.png and val_curves.png: one panel per data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r.data for r in runs})
+    families = sorted({r.family for r in runs})
+    colours = {f: plt.cm.tab10(i) for i, f in enumerate(families)}
+    paths = []
+    for name, x_of, x_label in (
+        ("quality_vs_params", lambda r: r.parameters, "parameters"),
+        ("quality_vs_time", lambda r: r.train_wall_seconds, "training wall time (s)"),
+        ("val_curves", None, "training step"),
+    ):
+        figure, axes = plt.subplots(
+            1, len(datasets), figsize=(4 * len(datasets), 3.4), squeeze=False
+        )
+        for axis, data in zip(axes[0], datasets, strict=True):
+            for family in families:
+                members = [r for r in runs if r.data == data and r.family == family]
+                for i, run in enumerate(members):
+                    label = family if i == 0 else None
+                    if x_of is None:
+                        steps, values = (
+                            zip(*run.val_curve, strict=True) if run.val_curve else ((), ())
+                        )
+                        axis.plot(steps, values, color=colours[family], alpha=0.7, label=label)
+                    elif x_of(run) is not None:
+                        axis.scatter(x_of(run), run.quality, color=colours[family], label=label)
+            axis.set_title(data)
+            axis.set_xlabel(x_label)
+            if x_of is not None and name == "quality_vs_params":
+                axis.set_xscale("log")
+            axis.grid(alpha=0.3)
+        metric = runs[0].quality_metric if x_of else runs[0].config.get("monitor", "val")
+        axes[0][0].set_ylabel(metric)
+        axes[0][0].legend(fontsize=8)
+        figure.tight_layout()
+        path = out_dir / f"{name}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def reference_lines(run: Run) -> list[str]:
+    """The test split's target sentences, read as the run's data config reads them."""
+    import hydra
+
+    data_config = dict(run.config["data"])
+    datamodule = hydra.utils.instantiate(data_config)
+    return datamodule.read_split("test")[1]
+
+
+def paired_bootstrap(baseline: Run, system: Run, samples: int = 1000) -> str:
+    """sacreBLEU's paired bootstrap resampling of BLEU and chrF: the report as text."""
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    if baseline.data != system.data:
+        raise UserError(f"runs are on different data: {baseline.data} vs {system.data}")
+    references = reference_lines(baseline)
+    outputs = []
+    for run in (baseline, system):
+        lines = run.predictions.read_text(encoding="utf-8").splitlines()
+        if len(lines) != len(references):
+            raise UserError(
+                f"{run.predictions}: {len(lines)} lines for {len(references)} test references"
+            )
+        outputs.append((run.name, lines))
+    if outputs[0][1] == outputs[1][1]:  # sacreBLEU's p-value is meaningless for a tie
+        return f"{baseline.name} and {system.name} have identical test outputs: no difference"
+    test = PairedTest(
+        outputs,
+        {"BLEU": BLEU(), "chrF": CHRF()},
+        references=[references],
+        test_type="bs",
+        n_samples=samples,
+    )
+    _, scores = test()
+    report = [
+        f"paired bootstrap, {samples} resamples: baseline {baseline.name}, system {system.name}"
+    ]
+    for metric in (name for name in scores if name != "System"):  # "BLEU", "chrF2"
+        base, other = scores[metric]
+        verdict = "significant at 0.05" if other.p_value < 0.05 else "not significant at 0.05"
+        report.append(
+            f"{metric}: baseline {base.score:.2f} (mean {base.mean:.2f} ± {base.ci:.2f}), "
+            f"system {other.score:.2f} (mean {other.mean:.2f} ± {other.ci:.2f}), "
+            f"p = {other.p_value:.4f}, {verdict}"
+        )
+    return "\n".join(report)

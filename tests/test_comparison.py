@@ -1,0 +1,165 @@
+"""scripts/compare.py and encdec.comparison: tables, plots, W&B groups, significance."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from encdec import comparison
+from encdec.comparison import (
+    markdown_table,
+    paired_bootstrap,
+    read_run_dir,
+    read_wandb_group,
+    summarise,
+)
+from encdec.data.scan import scan_split
+from encdec.utils.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {
+    "rnn": "encdec.models.rnn.RNNSeq2Seq",
+    "transformer": "encdec.models.transformer.TransformerSeq2Seq",
+}
+
+
+def scan_config(family: str, seed: int, dropout: float = 0.1) -> dict:
+    return {
+        "seed": seed,
+        "monitor": "val/exact_match",
+        "decoding": {"beam_size": 1},
+        "data": {
+            "_target_": "encdec.data.scan.ScanDataModule",
+            "split": "simple",
+            "cache_dir": "unused",
+            "seed": seed,
+        },
+        "model": {"_target_": MODELS[family], "dropout": dropout},
+        "paths": {"output_dir": f"/runs/{family}{seed}"},
+    }
+
+
+def fake_run(root: Path, name: str, config: dict, exact_match: float, lines: list[str]) -> Path:
+    """A run dir as encdec.train leaves it."""
+    run = root / name
+    (run / "csv").mkdir(parents=True)
+    (run / "predictions").mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    predictions = run / "predictions" / "test.txt"
+    predictions.write_text("".join(f"{line}\n" for line in lines))
+    metrics = {"test/exact_match": exact_match, "test/bleu": exact_match / 2}
+    record = {"metrics": metrics, "predictions": str(predictions), "sentences_per_s": 100.0}
+    (run / "test_metrics.json").write_text(json.dumps(record))
+    summary = {"parameters": 1000, "fit_wall_seconds": 60.0, "target_tokens_per_s": 5000.0}
+    (run / "train_summary.json").write_text(json.dumps({**summary, "peak_rss_mb": 900.0}))
+    (run / "csv" / "metrics.csv").write_text(
+        "step,val/exact_match,train/loss\n10,,2.0\n10,40.0,\n20,,1.0\n20,60.0,\n"
+    )
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path) -> list[Path]:
+    references = [actions for _, actions in scan_split("simple", seed=1)["test"]]
+    return [
+        fake_run(tmp_path, f"{family}{seed}", scan_config(family, seed), score, references)
+        for family, seed, score in (
+            ("rnn", 1, 50.0),
+            ("rnn", 2, 70.0),
+            ("transformer", 1, 90.0),
+            ("transformer", 2, 92.0),
+        )
+    ]
+
+
+def test_seeds_are_aggregated_per_data_and_family(runs):
+    rows = summarise([read_run_dir(path) for path in runs])
+    assert [(r["data"], r["model"], r["seeds"]) for r in rows] == [
+        ("scan/simple", "rnn", [1, 2]),
+        ("scan/simple", "transformer", [1, 2]),
+    ]
+    assert rows[0]["quality_mean"] == 60.0
+    assert rows[0]["quality_std"] == pytest.approx(14.142, abs=1e-3)  # sample std
+    assert rows[1]["bleu_mean"] == 45.5
+    table = markdown_table(rows)
+    assert "| scan/simple | rnn | 2 | test/exact_match | 60.0 ± 14.1 | 30.0 ± 7.1 |" in table
+
+
+def test_runs_with_other_settings_get_their_own_row(tmp_path, runs):
+    other = fake_run(tmp_path, "rnn_d3", scan_config("rnn", 3, dropout=0.3), 80.0, ["x"])
+    rows = summarise([read_run_dir(path) for path in [*runs, other]])
+    assert [r["model"] for r in rows] == ["rnn (dropout=0.1)", "rnn (dropout=0.3)", "transformer"]
+
+
+def test_a_run_without_test_metrics_is_named(tmp_path, runs):
+    (runs[0] / "test_metrics.json").unlink()
+    with pytest.raises(UserError, match=r"rnn1: no test_metrics.json"):
+        read_run_dir(runs[0])
+    with pytest.raises(UserError, match="no config.yaml"):
+        read_run_dir(tmp_path)
+
+
+def test_compare_cli_writes_table_csv_and_plots(tmp_path, runs):
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "scripts/compare.py", *map(str, runs), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| scan/simple | transformer | 2 |" in result.stdout
+    assert (out / "comparison.md").read_text() in result.stdout
+    assert "quality_mean" in (out / "comparison.csv").read_text().splitlines()[0]
+    for plot in ("quality_vs_params", "quality_vs_time", "val_curves"):
+        assert (out / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_bootstrap_finds_a_real_difference(tmp_path, runs):
+    perfect = read_run_dir(runs[2])  # predictions == references
+    broken = read_run_dir(runs[0])
+    lines = broken.predictions.read_text().splitlines()
+    broken.predictions.write_text("".join(f"{' '.join(line.split()[:2])}\n" for line in lines))
+    report = paired_bootstrap(broken, perfect, samples=200)
+    assert "BLEU: baseline" in report and "system 100.00" in report
+    assert "significant at 0.05" in report and "not significant" not in report
+    same = paired_bootstrap(perfect, read_run_dir(runs[3]), samples=200)
+    assert same.endswith("have identical test outputs: no difference")
+
+
+def test_wandb_group_is_read_through_the_api(monkeypatch):
+    class FakeRun:
+        def __init__(self, family: str, seed: int, score: float) -> None:
+            self.name = f"{family}-{seed}"
+            self.config = {**scan_config(family, seed), "parameters": 1234}
+            self.summary = {"test/exact_match": score, "_runtime": 61.0}
+
+        def history(self, keys: list[str], pandas: bool) -> list[dict]:
+            return [{"trainer/global_step": 10, "val/exact_match": 40.0}]
+
+    class FakeApi:
+        def runs(self, path: str, filters: dict) -> list[FakeRun]:
+            assert (path, filters) == ("me/encdec", {"group": "compare_scan"})
+            return [FakeRun("rnn", 1, 50.0), FakeRun("rnn", 2, 60.0)]
+
+    import wandb
+
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    runs = read_wandb_group("compare_scan", "encdec", "me")
+    rows = summarise(runs)
+    assert rows[0]["quality_mean"] == 55.0 and rows[0]["parameters"] == 1234
+    assert runs[0].val_curve == [(10, 40.0)]
+    monkeypatch.setattr(FakeApi, "runs", lambda self, path, filters: [])
+    with pytest.raises(UserError, match="has no finished runs"):
+        read_wandb_group("compare_scan", "encdec", "me")
+
+
+def test_family_and_data_labels():
+    assert comparison.family_of({"model": {"_target_": MODELS["transformer"]}}) == "transformer"
+    config = {"data": {"_target_": "encdec.data.translation.TranslationDataModule"}}
+    config["data"]["path"] = "../shared/data/multi30k"
+    assert comparison.data_of(config) == "multi30k"
