@@ -418,6 +418,23 @@ def test_frozen_resnet_keeps_weights_and_batchnorm_statistics(monkeypatch):
     torch.testing.assert_close(encoder.trunk[0].weight, state["conv1.weight"])
 
 
+def test_image_encoder_gets_its_own_learning_rate(monkeypatch):
+    model = AttentionCaptioner(
+        VOCAB, **TRAINING, encoder={**CNN, "lr": 1e-4}, embedding_dim=16, hidden_size=32
+    )
+    (encoder, encoder_options), (decoder, decoder_options) = model.parameter_groups()
+    assert encoder_options == {"lr": 1e-4} and decoder_options == {}
+    assert {id(p) for p in encoder} == {id(p) for p in model.image_encoder.parameters()}
+    assert len(encoder) + len(decoder) == len(list(model.parameters()))
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda *a, **k: state)
+    frozen = {"kind": "resnet", "pretrained": True, "freeze": True, "lr": 1e-4}
+    model = AttentionCaptioner(VOCAB, **TRAINING, encoder=frozen, embedding_dim=16, hidden_size=32)
+    groups = model.parameter_groups()
+    trunk = {id(p) for p in model.image_encoder.trunk.parameters()}
+    assert not any(id(p) in trunk for parameters, _ in groups for p in parameters)
+
+
 # ---- captioners through the shared search ----
 @pytest.fixture(params=sorted(TINY_CAPTIONERS))
 def tiny_captioner(request: pytest.FixtureRequest):
@@ -516,6 +533,7 @@ def test_captioners_overfit_a_small_batch_of_shapes(tmp_path, family):
         (["model/encoder=vit", "model.encoder.num_heads=0"], "model.encoder.num_heads=0: must be"),
         (["data.captions_per_image=1"], "expected a string"),
         (["data.batch_size=0"], r"data.batch_size=0: must be in \[1, inf\)"),
+        (["model.encoder.lr=-1"], "model.encoder.lr=-1: a learning rate > 0, or null"),
     ],
 )
 def test_caption_config_errors_name_the_key(tmp_path, overrides, message):

@@ -212,18 +212,23 @@ class Seq2SeqModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=src.size(0))
         return loss
 
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], dict[str, Any]]]:
+        """(trainable parameters, optimizer options) groups: one, with the optimizer's
+        settings (captioners give their image encoder its own learning rate)."""
+        return [([p for p in self.parameters() if p.requires_grad], {})]
+
     def configure_optimizers(self) -> dict[str, Any]:
         settings = dict(self.optimizer_settings)
         weight_decay = settings.pop("weight_decay", 0.0)
-        decayed = [p for p in self.parameters() if p.dim() >= 2]
-        others = [p for p in self.parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decayed, "weight_decay": weight_decay},
-                {"params": others, "weight_decay": 0.0},
-            ],
-            **settings,
-        )
+        groups = []
+        for parameters, options in self.parameter_groups():  # matrices decay, others do not
+            decayed = [p for p in parameters if p.dim() >= 2]
+            others = [p for p in parameters if p.dim() < 2]
+            groups += [
+                {"params": decayed, "weight_decay": weight_decay, **options},
+                {"params": others, "weight_decay": 0.0, **options},
+            ]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], **settings)
         scheduler_settings = dict(self.scheduler_settings)
         scheduler = build_scheduler(
             optimizer,

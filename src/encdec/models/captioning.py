@@ -45,8 +45,22 @@ class CaptioningModule(Seq2SeqModule):
         encoder: dict[str, Any],
     ) -> None:
         super().__init__(None, target_vocab_size, optimizer, scheduler, label_smoothing)
+        encoder = dict(encoder)
+        self.encoder_lr: float | None = encoder.pop("lr", None)  # None: the optimizer's lr
         self.image_encoder = build_image_encoder(**encoder)
         self.image_settings: dict[str, Any] | None = None  # the data's size and normalization
+
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], dict[str, Any]]]:
+        """The image encoder with ``encoder.lr`` when set (a frozen encoder has none to train);
+        the decoder with the optimizer's learning rate."""
+        if self.encoder_lr is None:
+            return super().parameter_groups()
+        encoder = {id(p) for p in self.image_encoder.parameters()}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return [
+            ([p for p in trainable if id(p) in encoder], {"lr": self.encoder_lr}),
+            ([p for p in trainable if id(p) not in encoder], {}),
+        ]
 
     def batch_source(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         images = batch["images"]  # (B, 3, H, W)

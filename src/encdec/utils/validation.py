@@ -129,13 +129,18 @@ def validate_node(node: DictConfig, key: str, filled_in: frozenset[str] = frozen
 
 
 def check_image_encoder(settings: dict[str, Any], key: str) -> None:
-    """A captioner's encoder settings against the class its ``kind`` names."""
+    """A captioner's encoder settings against the class its ``kind`` names; ``lr`` (the
+    encoder's own learning rate) is the captioner's."""
     try:
         target = image_encoder_class(settings["kind"])
     except ValueError as error:
         raise UserError(f"{key}.kind={settings['kind']!r}: {error}") from None
     parameters, required, _ = signature_parameters(target)
-    check_settings({k: v for k, v in settings.items() if k != "kind"}, parameters, required, key)
+    lr = settings.get("lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
+        raise UserError(f"{key}.lr={lr!r}: a learning rate > 0, or null for model.optimizer.lr")
+    own = {k: v for k, v in settings.items() if k not in ("kind", "lr")}
+    check_settings(own, parameters, required, key)
 
 
 def signature_parameters(target: Any) -> tuple[dict[str, Any], set[str], bool]:
