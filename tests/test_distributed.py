@@ -70,6 +70,8 @@ def test_ddp_multirun_gives_one_run_dir_per_job_with_its_own_values(tmp_path):
         config = yaml.safe_load((sweep / job / "config.yaml").read_text())
         assert config["model"]["dropout"] == dropout
         assert (sweep / job / "test_metrics.json").is_file()
+        hparams = yaml.safe_load((sweep / job / "csv" / "hparams.yaml").read_text())
+        assert hparams["global_batch_tokens"] == 2 * config["data"]["max_tokens"]  # per device
     assert not (tmp_path / "outputs").exists()  # no stray single-run dirs from the children
 
 

@@ -77,6 +77,22 @@ def select_checkpoint(trainer: L.Trainer, model, datamodule, monitor: str) -> st
     return chosen
 
 
+def log_global_batch(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Say (and log) how big an optimizer step's batch is: the data config's batch is per
+    device, so the global batch grows with the number of processes."""
+    key = "max_tokens" if "max_tokens" in cfg.data else "batch_size"
+    per_device = cfg.data[key]
+    accumulation = cfg.trainer.get("accumulate_grad_batches", 1)
+    total = per_device * trainer.world_size * accumulation
+    unit = "tokens" if key == "max_tokens" else "examples"
+    log.info(
+        "batch: data.%s=%s %s per device x %d processes x %d accumulated = %s per step",
+        key, per_device, unit, trainer.world_size, accumulation, total,
+    )  # fmt: skip
+    for logger in trainer.loggers:
+        logger.log_hyperparams({f"global_batch_{unit}": total, "world_size": trainer.world_size})
+
+
 def start_run(cfg: DictConfig) -> Path:
     """Seed, check the run dir, save + print the config and validate it (before any data is
     read); returns the run dir."""
@@ -114,6 +130,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
             {**OmegaConf.to_container(cfg, resolve=True), "parameters": parameters}
         )
     log.info("model %s: %s parameters", type(model).__name__, f"{parameters:,}")
+    log_global_batch(cfg, trainer)
 
     if cfg.train:
         resume_from = resume_checkpoint(cfg, output_dir)
