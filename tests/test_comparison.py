@@ -135,7 +135,7 @@ def test_wandb_group_is_read_through_the_api(monkeypatch):
     class FakeRun:
         def __init__(self, family: str, seed: int, score: float) -> None:
             self.name = f"{family}-{seed}"
-            self.config = {**scan_config(family, seed), "parameters": 1234}
+            self.config = {**scan_config(family, seed), "parameters": {"total": 1234}}
             self.summary = {"test/exact_match": score, "_runtime": 61.0}
 
         def history(self, keys: list[str], pandas: bool) -> list[dict]:

@@ -136,6 +136,11 @@ def read_run_dir(run_dir: Path) -> Run:
     )
 
 
+def total_parameters(logged: Any) -> float | None:
+    """The logged parameter count: a number, or ``{"total": ..., per module}``."""
+    return logged.get("total") if isinstance(logged, dict) else logged
+
+
 def read_wandb_group(group: str, project: str, entity: str | None = None) -> list[Run]:
     """Every finished run of a W&B group (needs the network and a W&B login)."""
     import wandb
@@ -159,7 +164,7 @@ def read_wandb_group(group: str, project: str, entity: str | None = None) -> lis
                 seed=int(config.get("seed", 0)),
                 quality_metric=quality_metric,
                 metrics=metrics,
-                parameters=config.get("parameters"),
+                parameters=total_parameters(config.get("parameters")),
                 train_wall_seconds=summary.get("_runtime"),
                 target_tokens_per_s=summary.get("train/target_tokens_per_s"),
                 val_curve=[(int(r["trainer/global_step"]), float(r[monitor])) for r in history],

@@ -16,6 +16,7 @@ from encdec.search import DecodingConfig
 from encdec.train import print_test_report, start_run
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group
 from encdec.utils.errors import UserError, exit_on_user_error
+from encdec.utils.loggers import finishing_wandb_run, log_run_config
 from encdec.utils.malloc import with_tcmalloc
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule.tokenizer = model.tokenizer  # evaluate with the vocabulary the model learned
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate(cfg.trainer, "trainer", logger=loggers or False)
+    log_run_config(trainer.loggers, cfg, model)
     trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     if trainer.is_global_zero:
@@ -43,7 +45,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    with finishing_wandb_run():  # each job of a multirun gets its own W&B run
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

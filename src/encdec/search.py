@@ -33,6 +33,8 @@ class Hypothesis:
     tokens: list[int]  # without BOS/EOS
     score: float  # log-probability; beam search divides it by the length penalty
     finished: bool  # False when the search hit the length limit before EOS
+    attention: torch.Tensor | None = None  # (steps, S) per decoded token (and EOS); greedy search
+    #   fills it when asked to (keep_attention) and the model's step returns attention
 
 
 def max_output_lengths(src_mask: torch.Tensor, a: float, b: int, cap: int) -> torch.Tensor:
@@ -55,9 +57,14 @@ def _log_probs(model: StepModel, logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def greedy_search(
-    model: StepModel, src: torch.Tensor, src_mask: torch.Tensor, max_lengths: torch.Tensor
+    model: StepModel,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    max_lengths: torch.Tensor,
+    keep_attention: bool = False,
 ) -> list[Hypothesis]:
-    """Arg-max decoding; one hypothesis per source sentence, in input order."""
+    """Arg-max decoding; one hypothesis per source sentence, in input order. With
+    ``keep_attention`` each hypothesis keeps the attention of its steps, if the model has any."""
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
     batch = src.size(0)
@@ -66,8 +73,12 @@ def greedy_search(
     tokens: list[list[int]] = [[] for _ in range(batch)]
     scores = [0.0] * batch
     finished = [False] * batch
+    attention: list[list[torch.Tensor]] = [[] for _ in range(batch)]  # (S,) per step
     for t in range(int(max_lengths.max())):
-        logits, state, _ = model.step(prev, state, memory)
+        logits, state, weights = model.step(prev, state, memory)  # weights: (live, S) | None
+        if keep_attention and weights is not None:
+            for i, row in enumerate(rows.tolist()):
+                attention[row].append(weights[i])
         log_probs = _log_probs(model, logits)  # (live, V)
         best_scores, best = log_probs.max(dim=-1)
         is_eos = best == model.eos_id
@@ -88,7 +99,12 @@ def greedy_search(
             rows, best = rows[keep], best[keep]
             state, memory = state.reorder(keep), memory.reorder(keep)
         prev = best
-    return [Hypothesis(tokens[i], scores[i], finished[i]) for i in range(batch)]
+    return [
+        Hypothesis(
+            tokens[i], scores[i], finished[i], torch.stack(attention[i]) if attention[i] else None
+        )
+        for i in range(batch)
+    ]
 
 
 @torch.no_grad()

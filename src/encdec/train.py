@@ -13,7 +13,7 @@ import hydra
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from encdec.averaging import TopKAveraging
 from encdec.checkpointing import (
@@ -31,6 +31,7 @@ from encdec.models.base import Seq2SeqModule
 from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
 from encdec.utils.errors import UserError, exit_on_user_error
+from encdec.utils.loggers import finishing_wandb_run, log_run_config
 from encdec.utils.malloc import with_tcmalloc
 from encdec.utils.run_dir import check_output_dir
 from encdec.utils.validation import check_devices, validate_config
@@ -124,12 +125,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],  # a kill mid-write never corrupts last.ckpt
     )
-    parameters = sum(p.numel() for p in model.parameters())
-    for logger in trainer.loggers:
-        logger.log_hyperparams(
-            {**OmegaConf.to_container(cfg, resolve=True), "parameters": parameters}
-        )
-    log.info("model %s: %s parameters", type(model).__name__, f"{parameters:,}")
+    parameters = log_run_config(trainer.loggers, cfg, model)["parameters"]
+    log.info("model %s: %s parameters", type(model).__name__, f"{parameters['total']:,}")
     log_global_batch(cfg, trainer)
 
     if cfg.train:
@@ -160,7 +157,8 @@ def main(cfg: DictConfig) -> float | None:
     torch.set_float32_matmul_precision("high")
     start_ranks_as_this_job()  # under a multirun, DDP children run this job, not the sweep
     try:
-        metrics = train(cfg)
+        with finishing_wandb_run():  # each job of a multirun gets its own W&B run
+            metrics = train(cfg)
     finally:
         end_distributed_job()  # the sweep's next job starts its own ranks
     return metrics.get(cfg.get("optimized_metric"))

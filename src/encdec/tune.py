@@ -23,6 +23,7 @@ from encdec.sweeps import make_storage_dir, resume_study, resumed_sampler, searc
 from encdec.train import train
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError, exit_on_user_error
+from encdec.utils.loggers import finishing_wandb_run
 from encdec.utils.malloc import with_tcmalloc
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,9 @@ def run_trial(study: optuna.Study, space: dict, cfg: DictConfig, task_overrides:
     log.info("trial %d: %s", trial.number, " ".join(sampled))
     trial_cfg = trial_config([*task_overrides, *fixed, *sampled], output_dir)
     try:
-        metrics = train(trial_cfg, extra_callbacks=[OptunaPruning(trial, trial_cfg.monitor)])
+        with finishing_wandb_run():  # each trial its own W&B run
+            pruning = OptunaPruning(trial, trial_cfg.monitor)
+            metrics = train(trial_cfg, extra_callbacks=[pruning])
     except optuna.TrialPruned as pruned:
         log.info("%s", pruned)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)

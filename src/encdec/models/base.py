@@ -21,6 +21,7 @@ import math
 import random
 import time
 from abc import abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,11 @@ class Seq2SeqModule(L.LightningModule):
 
     @abstractmethod
     def teacher_forced(self, tgt_in: torch.Tensor, memory: Any) -> torch.Tensor: ...
+
+    def returning_attention(self) -> AbstractContextManager[None]:
+        """Within: ``step`` returns attention also where a family computes it only on request
+        (the Transformer's cross-attention, for plots); others return theirs, or None, anyway."""
+        return nullcontext()
 
     # ---- what a batch holds, and how decoded text is scored ----
     def batch_source(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:

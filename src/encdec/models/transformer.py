@@ -1,5 +1,7 @@
 """Transformer Seq2Seq (Vaswani et al., 2017) with KV-cached incremental decoding."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -32,9 +34,25 @@ class TransformerDecoderSteps:
 
     def step(
         self, prev_tokens: torch.Tensor, state: TransformerState, memory: TransformerMemory
-    ) -> tuple[torch.Tensor, TransformerState, None]:
+    ) -> tuple[torch.Tensor, TransformerState, torch.Tensor | None]:
         features, state = self.decoder(prev_tokens.unsqueeze(1), memory, state)
-        return self.generator(features.squeeze(1)), state, None  # logits: (B, V)
+        cross_attention = self.decoder.layers[-1].cross_attention
+        weights = None  # only within returning_attention(): the last layer's, heads averaged
+        if cross_attention.keep_weights:
+            weights = cross_attention.weights[:, :, -1].mean(dim=1)  # (B, H, 1, S) -> (B, S)
+        return self.generator(features.squeeze(1)), state, weights  # logits: (B, V)
+
+    @contextmanager
+    def returning_attention(self) -> Iterator[None]:
+        """Within: ``step`` also returns the last decoder layer's cross-attention (B, S),
+        averaged over heads, computed on an explicit path (SDPA elsewhere: training and
+        search stay fast)."""
+        cross_attention = self.decoder.layers[-1].cross_attention
+        cross_attention.keep_weights = True
+        try:
+            yield
+        finally:
+            cross_attention.keep_weights, cross_attention.weights = False, None
 
     def teacher_forced(self, tgt_in: torch.Tensor, memory: TransformerMemory) -> torch.Tensor:
         features, _ = self.decoder(tgt_in, memory)

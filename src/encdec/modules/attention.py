@@ -6,6 +6,8 @@ RNN attention works in two steps so that keys are projected once per source sent
 decoder step (T = 1) or, where the decoder allows it, all steps at once.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,6 +80,8 @@ class MultiHeadAttention(nn.Module):
 
     Keys and values are projected by ``project_kv`` so that callers can cache them: cross-attention
     projects the encoder output once per sentence, self-attention appends one step at a time.
+    SDPA never materializes the weights; with ``keep_weights`` set (for attention plots only) the
+    same attention runs on an explicit softmax path and keeps its weights in ``weights``.
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
@@ -89,6 +93,8 @@ class MultiHeadAttention(nn.Module):
         self.query_proj = nn.Linear(dim, dim)
         self.kv_proj = nn.Linear(dim, 2 * dim)
         self.out_proj = nn.Linear(dim, dim)
+        self.keep_weights = False
+        self.weights: torch.Tensor | None = None  # (B, H, T, S) of the last call, if kept
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, D) -> (B, H, T, D/H)
@@ -109,13 +115,29 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
     ) -> torch.Tensor:
         # query: (B, T, D); keys/values: (B, H, S, D/H); mask: (B, 1, 1, S) True = attend
-        heads = F.scaled_dot_product_attention(
-            self._split_heads(self.query_proj(query)),
-            keys,
-            values,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )  # (B, H, T, D/H)
+        query_heads = self._split_heads(self.query_proj(query))  # (B, H, T, D/H)
+        dropout = self.dropout if self.training else 0.0
+        if self.keep_weights:
+            self.weights = attention_weights(query_heads, keys, mask, is_causal)  # (B, H, T, S)
+            heads = F.dropout(self.weights, dropout) @ values
+        else:
+            heads = F.scaled_dot_product_attention(
+                query_heads, keys, values, attn_mask=mask, dropout_p=dropout, is_causal=is_causal
+            )  # (B, H, T, D/H)
         batch, _, length, _ = heads.shape
         return self.out_proj(heads.transpose(1, 2).reshape(batch, length, -1))
+
+
+def attention_weights(
+    query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None, is_causal: bool
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) as SDPA computes it: query (B, H, T, d), keys (B, H, S, d),
+    mask broadcastable to (B, H, T, S), True = attend -> weights (B, H, T, S)."""
+    scores = query @ keys.transpose(-2, -1) / math.sqrt(query.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if is_causal:
+        length, source_length = scores.shape[-2:]
+        causal = torch.ones(length, source_length, dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+    return torch.softmax(scores, dim=-1)

@@ -8,10 +8,12 @@ import hydra
 import rich.syntax
 import rich.tree
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.types import RunMode
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from encdec.utils.errors import UserError
+from encdec.utils.secrets import redact
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 
@@ -19,6 +21,25 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 OmegaConf.register_new_resolver(
     "wandb_offline", lambda: os.environ.get("WANDB_MODE", "offline") != "online", replace=True
 )
+
+
+def wandb_group(task_name: str, mode: RunMode | None, sweep_dir: str) -> str:
+    """A single run's W&B group is its experiment (``task_name``); every job of one multirun
+    (``-m``) shares the group ``{task_name}-{sweep dir name}``."""
+    return f"{task_name}-{Path(sweep_dir).name}" if mode == RunMode.MULTIRUN else task_name
+
+
+def wandb_tags(user_tags: ListConfig | list[str] | None, *names: str | None) -> ListConfig:
+    """The user's ``tags``, then ``names`` (config choices such as the model and data options,
+    or a ``_target_`` class path, tagged by its class name); no ``None`` and no repeats. (A
+    ``ListConfig``: ``OmegaConf.resolve`` cannot put a plain list into a config.)"""
+    tags = [str(tag) for tag in user_tags or []]
+    tags += [name.rsplit(".", 1)[-1] for name in names if name]
+    return ListConfig(list(dict.fromkeys(tags)))
+
+
+OmegaConf.register_new_resolver("wandb_group", wandb_group, replace=True)
+OmegaConf.register_new_resolver("wandb_tags", wandb_tags, replace=True)
 
 
 def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
@@ -59,16 +80,17 @@ def instantiate_group(node: DictConfig | None, key: str) -> list[Any]:
 
 
 def print_config_tree(cfg: DictConfig, save_path: Path | None = None) -> None:
-    """Print the resolved config as a tree, main groups first; save it as YAML too."""
+    """Print the resolved config as a tree, main groups first; save it as YAML too. Values of
+    secret environment variables (``WANDB_API_KEY``, ...) are redacted from both."""
     tree = rich.tree.Tree("config", style="dim", guide_style="dim")
     order = ["data", "model", "decoding", "trainer", "callbacks", "logger", "paths"]
     keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order]
     for key in keys:
         value = cfg[key]
-        text = (
+        text = redact(
             OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
         )
         tree.add(key).add(rich.syntax.Syntax(text, "yaml"))
     Console().print(tree)
     if save_path is not None:
-        save_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        save_path.write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))

@@ -1,0 +1,192 @@
+"""Sample outputs at each validation: source, reference and hypothesis of a fixed set of val
+examples, and attention heatmaps of the first few.
+
+The first ``num_samples`` examples of the first val batch are kept; after every validation of a
+fit they are decoded greedily (as validation decodes) and written into the run dir as
+``samples/epoch{E}_step{S}.md`` (images of a captioning batch once, as ``samples/images/{i}.png``)
+and, with a W&B logger, as the table ``val/samples`` (captions: the image instead of a source
+text). Families whose ``step`` returns attention (attention RNNs, Transformers, captioners) also
+get ``attention/epoch{E}_step{S}_{i}.png`` for the first ``attention_maps`` examples, logged to
+W&B as ``val/attention``; the plain RNN family has no attention and gets none. Other loggers (CSV)
+get nothing: the files in the run dir are there for every run. Rank 0 only.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers.wandb import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from PIL import Image
+from tokenizers import Tokenizer
+
+from encdec.data.tokenization import EOS_ID
+from encdec.models.base import Seq2SeqModule
+from encdec.search import Hypothesis, greedy_search, max_output_lengths
+from encdec.utils.errors import UserError
+from encdec.utils.loggers import find_wandb_logger
+from encdec.utils.plots import save_attention_heatmap
+
+
+def first_rows(batch: dict[str, Any], count: int) -> dict[str, Any]:
+    """The first ``count`` rows of every tensor and list of a batch (tensors copied, so the
+    rest of the batch can be freed)."""
+    return {
+        key: value[:count].clone() if isinstance(value, torch.Tensor) else value[:count]
+        for key, value in batch.items()
+        if isinstance(value, torch.Tensor | list)
+    }
+
+
+def image_array(image: torch.Tensor, settings: dict[str, Any] | None) -> np.ndarray:
+    """A normalized image (3, H, W) -> uint8 (H, W, 3), undoing the data's ``mean``/``std``
+    (without them, stretched to 0..1)."""
+    image = image.detach().float().cpu()
+    if settings is not None:
+        mean = torch.tensor(settings["mean"]).view(3, 1, 1)
+        std = torch.tensor(settings["std"]).view(3, 1, 1)
+        image = image * std + mean
+    else:
+        image = (image - image.min()) / (image.max() - image.min()).clamp(min=1e-8)
+    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+class ValidationSamples(L.Callback):
+    def __init__(self, num_samples: int = 8, attention_maps: int = 2) -> None:
+        if num_samples < 1:
+            raise UserError(f"num_samples must be >= 1, got {num_samples}")
+        if not 0 <= attention_maps <= num_samples:
+            raise UserError(f"attention_maps must be in 0..num_samples, got {attention_maps}")
+        self.num_samples, self.attention_maps = num_samples, attention_maps
+        self.examples: dict[str, Any] | None = None  # first rows of the first val batch
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: dict[str, Any] | None,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self.examples is None and batch is not None and trainer.is_global_zero:
+            self.examples = first_rows(batch, self.num_samples)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Seq2SeqModule) -> None:
+        fitting = trainer.state.fn == TrainerFn.FITTING  # not trainer.validate() after the fit
+        if trainer.sanity_checking or not fitting or self.examples is None:
+            return  # self.examples is None on every rank but 0, too
+        hypotheses = self.decode(pl_module, self.examples)
+        epoch, step = trainer.current_epoch, trainer.global_step
+        name = f"epoch{epoch}_step{step}"
+        run_dir = Path(trainer.default_root_dir)
+        rows = self.sample_rows(pl_module, hypotheses, run_dir / "samples")
+        markdown = self.markdown(rows, f"Validation samples: epoch {epoch}, step {step}")
+        (run_dir / "samples" / f"{name}.md").write_text(markdown, encoding="utf-8")
+        plots = self.plot_attention(pl_module, hypotheses, run_dir / "attention", name)
+        wandb_logger = find_wandb_logger(trainer.loggers)
+        if wandb_logger is not None:
+            self.log_to_wandb(wandb_logger, rows, plots, step)
+
+    @staticmethod
+    def log_to_wandb(
+        wandb_logger: WandbLogger, rows: list[dict[str, Any]], plots: list[Path], step: int
+    ) -> None:
+        """The table ``val/samples`` (images as ``wandb.Image``) and the heatmaps
+        ``val/attention``."""
+        import wandb
+
+        data = [
+            [wandb.Image(v) if isinstance(v, np.ndarray) else v for v in row.values()]
+            for row in rows
+        ]
+        wandb_logger.log_table("val/samples", columns=list(rows[0]), data=data, step=step)
+        if plots:
+            captions = [path.stem for path in plots]
+            wandb_logger.log_image("val/attention", [str(p) for p in plots], step, caption=captions)
+
+    @torch.no_grad()
+    def decode(self, pl_module: Seq2SeqModule, examples: dict[str, Any]) -> list[Hypothesis]:
+        """Greedy hypotheses, as validation decodes, with attention where the model has it."""
+        src, src_mask = pl_module.batch_source(examples)
+        decoding = pl_module.decoding
+        max_lengths = max_output_lengths(
+            src_mask, decoding.max_len_a, decoding.max_len_b, pl_module.max_output_length
+        )
+        with pl_module.returning_attention():
+            return greedy_search(
+                pl_module, src, src_mask, max_lengths, keep_attention=self.attention_maps > 0
+            )
+
+    def sample_rows(
+        self, pl_module: Seq2SeqModule, hypotheses: list[Hypothesis], samples_dir: Path
+    ) -> list[dict[str, Any]]:
+        """One row per example: ``source`` text or ``image`` (uint8 (H, W, 3)), ``reference``
+        (or ``references``, joined by " | "), ``hypothesis``. Images are saved once into
+        ``samples_dir/images``."""
+        examples = self.examples
+        references = pl_module.batch_references(examples)
+        samples_dir.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i, hypothesis in enumerate(hypotheses):
+            text = pl_module.tokenizer.decode_target(hypothesis.tokens)
+            if "images" in examples:
+                image = image_array(
+                    examples["images"][i], getattr(pl_module, "image_settings", None)
+                )
+                path = samples_dir / "images" / f"{i}.png"
+                if not path.is_file():  # the same images at every validation
+                    path.parent.mkdir(exist_ok=True)
+                    Image.fromarray(image).save(path)
+                row = {"image": image, "references": " | ".join(references[i])}
+            else:
+                row = {"source": examples["source_text"][i], "reference": references[i]}
+            rows.append({**row, "hypothesis": text})
+        return rows
+
+    @staticmethod
+    def markdown(rows: list[dict[str, Any]], title: str) -> str:
+        columns = list(rows[0])
+        lines = [f"# {title}", "", "| # | " + " | ".join(columns) + " |"]
+        lines.append("|---" * (len(columns) + 1) + "|")
+        for i, row in enumerate(rows):
+            cells = [
+                f"![image {i}](images/{i}.png)" if isinstance(v, np.ndarray) else markdown_cell(v)
+                for v in row.values()
+            ]
+            lines.append(f"| {i} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def plot_attention(
+        self, pl_module: Seq2SeqModule, hypotheses: list[Hypothesis], out_dir: Path, name: str
+    ) -> list[Path]:
+        """Heatmaps of the first ``attention_maps`` examples' attention (none without it):
+        output tokens (and EOS) x source tokens (and EOS), or x image grid cells."""
+        tokenizer, examples = pl_module.tokenizer, self.examples
+        paths = []
+        for i, hypothesis in enumerate(hypotheses[: self.attention_maps]):
+            if hypothesis.attention is None:
+                continue
+            weights = hypothesis.attention.float().cpu().numpy()  # (T, S): S padded, or N cells
+            source_labels = None
+            if "source" in examples:  # text: its own tokens, without the batch's padding
+                ids = examples["source"][i][examples["source_mask"][i]].tolist()
+                source_labels = [token_text(tokenizer.source, t) for t in ids]
+                weights = weights[:, : len(ids)]
+            target_ids = hypothesis.tokens + ([EOS_ID] if hypothesis.finished else [])
+            target_labels = [token_text(tokenizer.target, t) for t in target_ids]
+            title = f"{name} example {i}"
+            path = out_dir / f"{name}_{i}.png"
+            paths.append(save_attention_heatmap(weights, source_labels, target_labels, path, title))
+        return paths
+
+
+def token_text(tokenizer: Tokenizer, token_id: int) -> str:
+    """One token as text (a byte-level BPE piece decoded, special tokens as they are)."""
+    return tokenizer.decode([token_id], skip_special_tokens=False).strip() or repr(token_id)
