@@ -149,6 +149,20 @@ def wait_for(path: Path, process: subprocess.Popen, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
+def start_requeued_job_now(job: str, env: dict[str, str], timeout_s: float) -> None:
+    """SLURM holds a requeued job back for two minutes (its BeginTime); the test does not wait."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        squeue = ["squeue", "--noheader", "--jobs", job, "--format=%T %r"]
+        state = subprocess.run(squeue, env=env, capture_output=True, text=True, timeout=30)
+        if state.stdout.split() == ["PENDING", "BeginTime"]:
+            update = ["scontrol", "update", f"jobid={job}", "StartTime=now"]
+            subprocess.run(update, env=env, check=True, timeout=30)
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {job} was not requeued within {timeout_s} s")
+
+
 @pytest.mark.slow
 def test_multirun_on_slurm_requeues_on_signal_and_resumes_bit_for_bit(tmp_path, slurm_cluster):
     """Two identical jobs (they differ only in the step the pause callback waits at); job 0 gets
@@ -175,6 +189,7 @@ def test_multirun_on_slurm_requeues_on_signal_and_resumes_bit_for_bit(tmp_path, 
         wait_for(sweep / "0" / "paused", process, timeout_s=120)
         (job_dir,) = (sweep / ".submitit").glob("*_0")  # array job N, task 0: "N_0"
         subprocess.run(["scancel", "--signal=USR2", job_dir.name], env=env, check=True)
+        start_requeued_job_now(job_dir.name, env, timeout_s=60)
         output = process.communicate(timeout=240)[0]
     finally:
         if process.poll() is None:
