@@ -42,6 +42,17 @@ OmegaConf.register_new_resolver("wandb_group", wandb_group, replace=True)
 OmegaConf.register_new_resolver("wandb_tags", wandb_tags, replace=True)
 
 
+def slurm_gpus(accelerator: str, devices: Any) -> int | None:
+    """GPUs a SLURM job asks for on each node (hydra/launcher=slurm): ``trainer.devices`` when
+    training on GPUs, none otherwise."""
+    if accelerator in ("gpu", "cuda") and isinstance(devices, int) and devices > 0:
+        return devices
+    return None
+
+
+OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
+
+
 def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """The config the CLI would build from ``overrides``, run dir ``output_dir``, without
     starting a Hydra job (for scripts and tests)."""
