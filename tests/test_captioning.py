@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -29,6 +30,7 @@ from encdec.modules.image_encoders import ResNetEncoder, build_image_encoder
 from encdec.search import DecodingConfig, beam_search, greedy_search, max_output_lengths
 from encdec.train import train
 from encdec.utils.errors import UserError
+from encdec.utils.plots import save_attention_overlay
 from encdec.utils.validation import validate_config
 from tests.conftest import FAST, SHARED_DATA, TRAINING, VOCAB, compose_config
 from tests.test_entry_points import _cli
@@ -591,10 +593,38 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
     for index, path in enumerate(scenes):
         draw_scene(generate_scene(0, "train", index), 32).save(path)
     assert loaded.caption_files(scenes, loaded.decoding) == from_tensors  # same preparation
+    greedy = DecodingConfig(
+        max_len_a=loaded.decoding.max_len_a, max_len_b=loaded.decoding.max_len_b
+    )
+    overlays = loaded.overlay_attention(scenes, tmp_path / "overlays")
+    assert [caption for caption, _ in overlays] == loaded.caption_files(scenes, greedy)
+    for _, png in overlays:
+        assert png.parent == tmp_path / "overlays" and png.read_bytes()[:4] == b"\x89PNG"
     if model == "caption_attention":
         result = _cli("encdec.caption", f"ckpt_path={best}", f'image=["{scenes[0]}","{scenes[1]}"]')
         assert result.returncode == 0, result.stderr
         as_configured = DecodingConfig(beam_size=3, max_len_a=0, max_len_b=30)  # caption.yaml
         assert result.stdout.splitlines() == loaded.caption_files(scenes, as_configured)
+        overlay_dir = tmp_path / "cli_overlays"
+        drawn = _cli(
+            "encdec.caption",
+            f"ckpt_path={best}",
+            f"image={scenes[0]}",
+            f"overlay_dir={overlay_dir}",
+        )
+        assert drawn.returncode == 0, drawn.stderr
+        greedy_as_configured = DecodingConfig(max_len_a=0, max_len_b=30)  # overlays: greedy
+        caption = loaded.caption_files(scenes[:1], greedy_as_configured)[0]
+        assert drawn.stdout.splitlines() == [f"{caption}\t{overlay_dir / 'scene0.png'}"]
         bad = _cli("encdec.caption", f"ckpt_path={best}", f"image={tmp_path / 'none.png'}")
         assert bad.returncode == 2 and "error: cannot read image" in bad.stderr
+
+
+def test_attention_overlay_needs_a_square_grid_and_a_word_per_step(tmp_path):
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    path = save_attention_overlay(image, np.full((2, 16), 1 / 16), ["a", "b"], tmp_path / "o.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="square grid"):
+        save_attention_overlay(image, np.full((2, 15), 1 / 15), ["a", "b"], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="square grid and 2 words"):
+        save_attention_overlay(image, np.full((2, 16), 1 / 16), ["a"], tmp_path / "x.png")

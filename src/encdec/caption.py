@@ -1,7 +1,9 @@
 """Caption images: ``python -m encdec.caption ckpt_path=... image=dog.jpg`` (or
 ``image=[a.jpg,b.png]``) prints one caption per image, in order.
 
-Images are resized and normalized as the checkpoint's training data were.
+Images are resized and normalized as the checkpoint's training data were. With
+``overlay_dir=DIR`` the captions are decoded greedily and each image's attention, word by word,
+is drawn over it into ``DIR/<image name>.png``.
 """
 
 from pathlib import Path
@@ -28,7 +30,14 @@ def main(cfg: DictConfig) -> None:
         raise UserError(f"'{cfg.ckpt_path}' holds a {type(model).__name__}, not a captioner")
     images = list(cfg.image) if isinstance(cfg.image, ListConfig) else [cfg.image]
     paths = [Path(image) for image in images]
-    for caption in model.caption_files(paths, DecodingConfig(**cfg.decoding), cfg.batch_size):
+    model.decoding = DecodingConfig(**cfg.decoding)
+    if cfg.overlay_dir:
+        for start in range(0, len(paths), cfg.batch_size):
+            batch = paths[start : start + cfg.batch_size]
+            for caption, png in model.overlay_attention(batch, Path(cfg.overlay_dir)):
+                print(f"{caption}\t{png}")
+        return
+    for caption in model.caption_files(paths, model.decoding, cfg.batch_size):
         print(caption)
 
 

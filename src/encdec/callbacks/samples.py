@@ -20,14 +20,14 @@ import torch
 from lightning.pytorch.loggers.wandb import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
-from tokenizers import Tokenizer
 
-from encdec.data.tokenization import EOS_ID
+from encdec.data.captioning import image_array
+from encdec.data.tokenization import EOS_ID, token_text
 from encdec.models.base import Seq2SeqModule
 from encdec.search import Hypothesis, greedy_search, max_output_lengths
 from encdec.utils.errors import UserError
 from encdec.utils.loggers import find_wandb_logger
-from encdec.utils.plots import save_attention_heatmap
+from encdec.utils.plots import save_attention_heatmap, save_attention_overlay
 
 
 def first_rows(batch: dict[str, Any], count: int) -> dict[str, Any]:
@@ -38,19 +38,6 @@ def first_rows(batch: dict[str, Any], count: int) -> dict[str, Any]:
         for key, value in batch.items()
         if isinstance(value, torch.Tensor | list)
     }
-
-
-def image_array(image: torch.Tensor, settings: dict[str, Any] | None) -> np.ndarray:
-    """A normalized image (3, H, W) -> uint8 (H, W, 3), undoing the data's ``mean``/``std``
-    (without them, stretched to 0..1)."""
-    image = image.detach().float().cpu()
-    if settings is not None:
-        mean = torch.tensor(settings["mean"]).view(3, 1, 1)
-        std = torch.tensor(settings["std"]).view(3, 1, 1)
-        image = image * std + mean
-    else:
-        image = (image - image.min()) / (image.max() - image.min()).clamp(min=1e-8)
-    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
 def markdown_cell(text: str) -> str:
@@ -183,10 +170,12 @@ class ValidationSamples(L.Callback):
             target_labels = [token_text(tokenizer.target, t) for t in target_ids]
             title = f"{name} example {i}"
             path = out_dir / f"{name}_{i}.png"
-            paths.append(save_attention_heatmap(weights, source_labels, target_labels, path, title))
+            if "images" in examples:  # each word's attention laid over the image
+                settings = getattr(pl_module, "image_settings", None)
+                image = image_array(examples["images"][i], settings)
+                paths.append(save_attention_overlay(image, weights, target_labels, path, title))
+            else:
+                paths.append(
+                    save_attention_heatmap(weights, source_labels, target_labels, path, title)
+                )
         return paths
-
-
-def token_text(tokenizer: Tokenizer, token_id: int) -> str:
-    """One token as text (a byte-level BPE piece decoded, special tokens as they are)."""
-    return tokenizer.decode([token_id], skip_special_tokens=False).strip() or repr(token_id)

@@ -33,6 +33,7 @@ from typing import Any
 
 import datasets
 import lightning as L
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -125,6 +126,19 @@ def image_transform(
     if "jitter" in augment:
         steps.append(transforms.ColorJitter(0.2, 0.2, 0.2))
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(mean, std)])
+
+
+def image_array(image: torch.Tensor, settings: dict[str, Any] | None) -> np.ndarray:
+    """A normalized image (3, H, W) -> uint8 (H, W, 3), undoing the data's ``mean``/``std``
+    (without them, stretched to 0..1)."""
+    image = image.detach().float().cpu()
+    if settings is not None:
+        mean = torch.tensor(settings["mean"]).view(3, 1, 1)
+        std = torch.tensor(settings["std"]).view(3, 1, 1)
+        image = image * std + mean
+    else:
+        image = (image - image.min()) / (image.max() - image.min()).clamp(min=1e-8)
+    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
 # ---- readers: split name -> images with their references ----

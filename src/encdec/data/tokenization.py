@@ -276,3 +276,8 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def token_text(tokenizer: Tokenizer, token_id: int) -> str:
+    """One token as text (a byte-level BPE piece decoded, special tokens as they are)."""
+    return tokenizer.decode([token_id], skip_special_tokens=False).strip() or repr(token_id)

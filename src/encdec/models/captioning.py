@@ -20,8 +20,8 @@ from PIL import Image
 from torch import nn
 
 from encdec.caption_metrics import CaptionMetrics
-from encdec.data.captioning import IMAGE_ERRORS, image_transform, read_image_file
-from encdec.data.tokenization import PAD_ID
+from encdec.data.captioning import IMAGE_ERRORS, image_array, image_transform, read_image_file
+from encdec.data.tokenization import PAD_ID, token_text
 from encdec.models.attention import AttentionDecoderSteps
 from encdec.models.base import Seq2SeqModule, output_layer
 from encdec.models.transformer import TransformerDecoderSteps
@@ -29,8 +29,9 @@ from encdec.modules.embeddings import TokenEmbedding, build_positions
 from encdec.modules.image_encoders import build_image_encoder
 from encdec.modules.rnn import AttentionRNNDecoder, Bridge, RNNMemory
 from encdec.modules.transformer import TransformerDecoder, TransformerMemory
-from encdec.search import DecodingConfig
+from encdec.search import DecodingConfig, greedy_search, max_output_lengths
 from encdec.utils.errors import UserError
+from encdec.utils.plots import save_attention_overlay
 
 
 class CaptioningModule(Seq2SeqModule):
@@ -119,14 +120,42 @@ class CaptioningModule(Seq2SeqModule):
         self, paths: list[Path], decoding: DecodingConfig | None = None, batch_size: int = 32
     ) -> list[str]:
         """Image files -> their best captions, prepared as the training data's images were."""
+        captions = []
+        for start in range(0, len(paths), batch_size):
+            images = self.read_images(paths[start : start + batch_size])
+            captions += self.caption(images, decoding)
+        return captions
+
+    def read_images(self, paths: list[Path]) -> torch.Tensor:
+        """Image files -> a normalized batch (B, 3, H, W), as the training data were prepared."""
         if self.image_settings is None:
             raise UserError("this checkpoint does not record its image size and normalization")
         transform = image_transform(**self.image_settings)
-        captions = []
-        for start in range(0, len(paths), batch_size):
-            images = [transform(_read_image(path)) for path in paths[start : start + batch_size]]
-            captions += self.caption(torch.stack(images), decoding)
-        return captions
+        return torch.stack([transform(_read_image(path)) for path in paths])
+
+    @torch.no_grad()
+    def overlay_attention(self, paths: list[Path], out_dir: Path) -> list[tuple[str, Path]]:
+        """Greedy captions of image files with each word's attention laid over the image:
+        (caption, ``out_dir/<image stem>.png``) per file."""
+        was_training = self.training
+        self.eval()
+        images = self.read_images(paths).to(self.device)
+        _, mask = self.batch_source({"images": images})
+        limits = max_output_lengths(
+            mask, self.decoding.max_len_a, self.decoding.max_len_b, self.max_output_length
+        )
+        with self.returning_attention():
+            hypotheses = greedy_search(self, images, mask, limits, keep_attention=True)
+        self.train(was_training)
+        results = []
+        for path, image, hypothesis in zip(paths, images, hypotheses, strict=True):
+            words = [token_text(self.tokenizer.target, t) for t in hypothesis.tokens]
+            weights = hypothesis.attention.float().cpu().numpy()[: len(words)]  # (T, N)
+            caption = self.tokenizer.decode_target(hypothesis.tokens)
+            png = out_dir / f"{path.stem}.png"
+            pixels = image_array(image, self.image_settings)
+            results.append((caption, save_attention_overlay(pixels, weights, words, png, caption)))
+        return results
 
 
 def _read_image(path: Path) -> Image.Image:

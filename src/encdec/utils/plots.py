@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image
 
 
 def save_attention_heatmap(
@@ -38,6 +39,36 @@ def save_attention_heatmap(
     if title:
         axes.set_title(title, fontsize=9)
     figure.colorbar(image, ax=axes, fraction=0.05)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def save_attention_overlay(
+    image: np.ndarray, weights: np.ndarray, words: list[str], path: Path, title: str = ""
+) -> Path:
+    """Show, Attend and Tell's figure: the image (H, W, 3, uint8), then one panel per generated
+    word with its attention over the square grid of N cells (``weights`` (T, N)), upsampled to
+    the image and laid over it. Written to ``path`` (PNG)."""
+    steps, cells = weights.shape
+    side = round(cells**0.5)
+    if side * side != cells or len(words) != steps:
+        raise ValueError(f"attention {weights.shape}: needs a square grid and {steps} words")
+    height, width = image.shape[:2]
+    columns = min(steps + 1, 6)
+    rows = -(-(steps + 1) // columns)
+    figure = Figure(figsize=(2.0 * columns, 2.1 * rows + 0.3), dpi=100, layout="constrained")
+    panels = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axes in panels:
+        axes.axis("off")
+    panels[0].imshow(image)
+    panels[0].set_title(title or "image", fontsize=8)
+    for axes, word, cell_weights in zip(panels[1:], words, weights, strict=False):
+        grid = Image.fromarray(cell_weights.reshape(side, side).astype(np.float32), mode="F")
+        upsampled = np.asarray(grid.resize((width, height), Image.Resampling.BILINEAR))
+        axes.imshow(image)
+        axes.imshow(upsampled, cmap="gray", alpha=0.6, vmin=0.0, vmax=max(upsampled.max(), 1e-8))
+        axes.set_title(word, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path
