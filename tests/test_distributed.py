@@ -52,12 +52,16 @@ def test_config_differences_names_dotted_keys():
 
 
 @pytest.mark.slow
-def test_ddp_multirun_gives_one_run_dir_per_job_with_its_own_values(tmp_path):
+@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+def test_ddp_multirun_gives_one_run_dir_per_job_with_its_own_values(tmp_path, launcher):
     """Each job's two ranks train that job's dropout (the ranks compare their configs and
-    would stop otherwise), and each job writes exactly its own run dir."""
+    would stop otherwise), and each job writes exactly its own run dir: under Hydra's basic
+    launcher (the jobs one after another in this process) and submitit's local one (each job
+    in a process of its own, inside submitit's main module)."""
     sweep = tmp_path / "sweep"
     result = run_cli(
         "-m",
+        f"hydra/launcher={launcher}",
         *TINY_DDP,
         "callbacks=none",
         "model.dropout=0.0,0.3",
@@ -65,7 +69,10 @@ def test_ddp_multirun_gives_one_run_dir_per_job_with_its_own_values(tmp_path):
         root=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name != ".submitit") == [
+        "0",
+        "1",
+    ]
     for job, dropout in (("0", 0.0), ("1", 0.3)):
         config = yaml.safe_load((sweep / job / "config.yaml").read_text())
         assert config["model"]["dropout"] == dropout

@@ -11,6 +11,7 @@ itself, and under Optuna train other hyperparameters than rank 0. So:
 - :class:`SameConfigOnAllRanks` stops a run whose ranks were started with different configs.
 """
 
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -28,15 +29,12 @@ from encdec.utils.errors import UserError
 RENDEZVOUS_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-def job_command(local_rank: int) -> tuple[Sequence[str], str]:
-    """The command and working dir that start rank ``local_rank`` of the current Hydra job."""
-    import __main__
-
+def job_command(local_rank: int, entry_module: str) -> tuple[Sequence[str], str]:
+    """The command and working dir that start rank ``local_rank`` of the current Hydra job of
+    ``entry_module`` (named, not taken from ``__main__``: under submitit's local launcher the
+    job runs inside submitit's own main module)."""
     hydra_config = HydraConfig.get()
-    if __main__.__spec__ is None:  # started as a script path
-        command = [sys.executable, os.path.abspath(sys.argv[0])]
-    else:
-        command = [sys.executable, "-m", __main__.__spec__.name]
+    command = [sys.executable, "-m", entry_module]
     if hydra_config.mode == RunMode.MULTIRUN:
         command += ["--config-name", hydra_config.job.config_name]
         command += list(hydra_config.overrides.task)  # this job's values, not the sweep's lists
@@ -50,9 +48,11 @@ def job_command(local_rank: int) -> tuple[Sequence[str], str]:
     return command, hydra_config.runtime.cwd
 
 
-def start_ranks_as_this_job() -> None:
+def start_ranks_as_this_job(entry_module: str) -> None:
     """Route Lightning's child-process command through :func:`job_command`."""
-    subprocess_script._hydra_subprocess_cmd = job_command
+    subprocess_script._hydra_subprocess_cmd = functools.partial(
+        job_command, entry_module=entry_module
+    )
 
 
 def end_distributed_job() -> None:

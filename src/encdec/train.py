@@ -155,7 +155,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     torch.set_float32_matmul_precision("high")
-    start_ranks_as_this_job()  # under a multirun, DDP children run this job, not the sweep
+    start_ranks_as_this_job("encdec.train")  # in a multirun, DDP children run this job only
     try:
         with finishing_wandb_run():  # each job of a multirun gets its own W&B run
             metrics = train(cfg)
