@@ -52,3 +52,14 @@ class PauseForRequeueSignal(L.Callback):
         deadline = time.monotonic() + self.timeout_s
         while last.requeue_signal.pending is None and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class RaiseAt(L.Callback):
+    """Raise an ordinary exception before training step ``step`` (a bug in a job)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"boom at step {self.step}")

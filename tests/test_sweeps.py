@@ -161,3 +161,24 @@ def test_tune_refuses_a_run_without_a_search(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "error: encdec.tune needs a search: hparams_search=rnn|attention|transformer|optuna"
     )
+
+
+@pytest.mark.slow
+def test_a_failing_job_logs_its_error_in_its_run_dir_at_once(tmp_path):
+    """Hydra reports a multirun's failed jobs only after the last one: each job's own log has
+    the traceback as soon as it fails, and the other jobs still run."""
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "encdec.train",
+        "-m",
+        *TINY,
+        "seed=1,2",
+        "+callbacks.boom._target_=tests.crash.RaiseAt",
+        "+callbacks.boom.step=1",
+        f"hydra.sweep.dir={sweep}",
+        root=tmp_path,
+    )
+    assert result.returncode != 0
+    for job in ("0", "1"):
+        log = (sweep / job / "train.log").read_text()
+        assert "the run failed" in log and "RuntimeError: boom at step 1" in log

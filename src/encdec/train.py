@@ -159,6 +159,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         with finishing_wandb_run():  # each job of a multirun gets its own W&B run
             metrics = train(cfg)
+    except Exception:  # into the run dir's log now: a multirun reports failures only at its end
+        log.exception("the run failed")
+        raise
     finally:
         end_distributed_job()  # the sweep's next job starts its own ranks
     return metrics.get(cfg.get("optimized_metric"))
