@@ -9,6 +9,7 @@ Quality is each run's monitored metric on the test split (``test/exact_match`` f
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from encdec.comparison import (
@@ -35,11 +36,21 @@ def main() -> None:
         "--significance", action="store_true", help="paired bootstrap of two runs' test outputs"
     )
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument(
+        "--skip-unfinished", action="store_true", help="leave out (and list) unfinished runs"
+    )
     args = parser.parse_args()
     if args.wandb_group:
         runs = read_wandb_group(args.wandb_group, args.wandb_project, args.wandb_entity)
     elif args.run_dirs:
-        runs = [read_run_dir(path) for path in args.run_dirs if path.is_dir()]
+        runs = []
+        for path in (p for p in args.run_dirs if p.is_dir()):
+            try:
+                runs.append(read_run_dir(path))
+            except UserError as error:
+                if not args.skip_unfinished:
+                    raise
+                print(f"skipped: {error}", file=sys.stderr)
     else:
         raise UserError("give run dirs or --wandb-group")
     if args.significance:

@@ -117,6 +117,15 @@ def test_compare_cli_writes_table_csv_and_plots(tmp_path, runs):
     assert "quality_mean" in (out / "comparison.csv").read_text().splitlines()[0]
     for plot in ("quality_vs_params", "quality_vs_time", "val_curves"):
         assert (out / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+    (runs[0] / "test_metrics.json").unlink()  # a job that failed
+    command = [sys.executable, "scripts/compare.py", *map(str, runs)]
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert refused.returncode == 2 and "rnn1: no test_metrics.json" in refused.stderr
+    skipped = subprocess.run(
+        [*command, "--skip-unfinished"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert skipped.returncode == 0 and "skipped:" in skipped.stderr
+    assert "| scan/simple | rnn | 1 |" in skipped.stdout
 
 
 def test_paired_bootstrap_finds_a_real_difference(tmp_path, runs):
