@@ -267,6 +267,11 @@ def _number(value: float, digits: int = 0) -> str:
     return "—" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
+def _mean_std(mean: float, std: float, runs: int) -> str:
+    """``mean ± std`` over seeds; the mean alone for one run (no spread to show)."""
+    return _number(mean, 1) if runs == 1 or math.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     header = ["data", "model", "seeds", "metric", "test quality (mean ± std)", "test BLEU"]
     header += [title for _, title in NUMERIC_COLUMNS]
@@ -277,8 +282,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             row["model"],
             str(row["runs"]),
             row["metric"],
-            f"{row['quality_mean']:.1f} ± {row['quality_std']:.1f}",
-            f"{_number(row['bleu_mean'], 1)} ± {_number(row['bleu_std'], 1)}",
+            _mean_std(row["quality_mean"], row["quality_std"], row["runs"]),
+            _mean_std(row["bleu_mean"], row["bleu_std"], row["runs"]),
             _number(row["parameters"] / 1e6, 2) + " M",
             _number(row["train_wall_seconds"]),
             _number(row["target_tokens_per_s"]),
