@@ -628,3 +628,29 @@ def test_attention_overlay_needs_a_square_grid_and_a_word_per_step(tmp_path):
         save_attention_overlay(image, np.full((2, 15), 1 / 15), ["a", "b"], tmp_path / "x.png")
     with pytest.raises(ValueError, match="square grid and 2 words"):
         save_attention_overlay(image, np.full((2, 16), 1 / 16), ["a"], tmp_path / "x.png")
+
+
+def test_frozen_features_are_computed_once_per_image(monkeypatch, tmp_path):
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda *a, **k: state)
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    plain = ResNetEncoder("resnet18", pretrained=True, freeze=True).eval()
+    cached = ResNetEncoder("resnet18", pretrained=True, freeze=True, feature_cache=str(tmp_path))
+    cached.eval()
+    first, _ = cached(images)
+    again, _ = cached(images[[2, 0]])  # the same images, another batch
+    assert cached.cache.computed == 3
+    torch.testing.assert_close(again, first[[2, 0]])
+    torch.testing.assert_close(first, plain(images)[0], atol=2e-2, rtol=2e-3)  # float16 kept
+    later_run = ResNetEncoder("resnet18", pretrained=True, freeze=True, feature_cache=str(tmp_path))
+    torch.testing.assert_close(later_run(images)[0], first)
+    assert later_run.cache.computed == 0  # read from the directory
+    other_weights = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    monkeypatch.setattr(
+        torchvision.models._api, "load_state_dict_from_url", lambda *a, **k: other_weights
+    )
+    changed = ResNetEncoder("resnet18", pretrained=True, freeze=True, feature_cache=str(tmp_path))
+    changed(images)
+    assert changed.cache.computed == 3  # other weights: nothing stale reused
+    with pytest.raises(ValueError, match="feature_cache needs freeze: true"):
+        ResNetEncoder("resnet18", feature_cache="memory")

@@ -7,7 +7,8 @@ decoders can tell where a cell is ("left of") even where attention is order-blin
 
 - ``cnn``: a small CNN trained from scratch (conv-BN-ReLU-maxpool stages);
 - ``resnet``: a torchvision ResNet without its pooling and classifier (``pretrained`` loads
-  torchvision's ImageNet weights when they are available; ``freeze`` keeps them fixed);
+  torchvision's ImageNet weights when they are available; ``freeze`` keeps them fixed, and
+  ``feature_cache`` then computes each image's features once: ``feature_cache.py``);
 - ``vit``: a ViT-style patch encoder: patch embedding, then Transformer encoder layers (the
   translation encoder's ``EncoderLayer``).
 """
@@ -17,6 +18,7 @@ import torchvision
 from torch import nn
 
 from encdec.modules.embeddings import SinusoidalPositions
+from encdec.modules.feature_cache import FeatureCache, weights_hash
 from encdec.modules.transformer import EncoderLayer, padding_mask
 from encdec.utils.errors import UserError
 
@@ -76,12 +78,20 @@ class SmallCNN(nn.Module):
 class ResNetEncoder(nn.Module):
     """A torchvision ResNet's convolutional trunk: (B, 3, H, W) -> (B, H/32 * W/32, C)."""
 
-    def __init__(self, name: str = "resnet18", pretrained: bool = False, freeze: bool = False):
+    def __init__(
+        self,
+        name: str = "resnet18",
+        pretrained: bool = False,
+        freeze: bool = False,
+        feature_cache: str | None = None,
+    ) -> None:
         super().__init__()
         if name not in RESNETS:
             raise ValueError(f"unknown resnet '{name}'; choose one of {', '.join(RESNETS)}")
         if freeze and not pretrained:
             raise ValueError("freeze: true keeps random weights fixed; set pretrained: true")
+        if feature_cache and not freeze:
+            raise ValueError("feature_cache needs freeze: true (trained weights change features)")
         network = getattr(torchvision.models, name)(weights=None)
         if pretrained:
             network.load_state_dict(_pretrained_weights(name))
@@ -91,6 +101,10 @@ class ResNetEncoder(nn.Module):
             self.trunk.requires_grad_(False)
         self.output_size = network.fc.in_features
         self.positions = GridPositions(self.output_size)
+        self.cache = None
+        if feature_cache:  # "memory", or a directory shared by runs
+            directory = None if feature_cache == "memory" else feature_cache
+            self.cache = FeatureCache(f"{name}-{weights_hash(self.trunk)}", directory)
 
     def train(self, mode: bool = True) -> "ResNetEncoder":
         super().train(mode)
@@ -100,7 +114,10 @@ class ResNetEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # images: (B, 3, H, W) -> features (B, N, C), mask (B, N)
-        features = self.positions(self.trunk(images))
+        trunk = (
+            self.trunk(images) if self.cache is None else self.cache.features(images, self.trunk)
+        )
+        features = self.positions(trunk)
         return features, _all_cells(features)
 
 
