@@ -250,3 +250,19 @@ def test_every_checkpoint_family_resolves_to_its_class():
     for family in FAMILIES:
         cls = family_class(family)
         assert cls.__name__ == family and issubclass(cls, Seq2SeqModule)
+
+
+def test_a_step_budget_that_ends_before_any_validation_still_tests(tmp_path):
+    """max_steps ends the run inside its first epoch: no val metric exists, so early stopping
+    has nothing to stop on and the current weights are tested."""
+    overrides = [
+        "model=scan_transformer",
+        "model.d_model=32",
+        "model.ff_dim=64",
+        "logger=csv",
+        "trainer.max_steps=2",
+        "trainer.limit_test_batches=1",
+        "trainer.enable_progress_bar=false",
+    ]
+    metrics = train(compose_config("train", overrides, tmp_path / "run"))
+    assert "test/exact_match" in metrics and "val/exact_match" not in metrics
