@@ -24,7 +24,7 @@ from PIL import Image
 from encdec.data.captioning import image_array
 from encdec.data.tokenization import EOS_ID, token_text
 from encdec.models.base import Seq2SeqModule
-from encdec.search import Hypothesis, greedy_search, max_output_lengths
+from encdec.search import Hypothesis
 from encdec.utils.errors import UserError
 from encdec.utils.loggers import find_wandb_logger
 from encdec.utils.plots import save_attention_heatmap, save_attention_overlay
@@ -102,14 +102,7 @@ class ValidationSamples(L.Callback):
     def decode(self, pl_module: Seq2SeqModule, examples: dict[str, Any]) -> list[Hypothesis]:
         """Greedy hypotheses, as validation decodes, with attention where the model has it."""
         src, src_mask = pl_module.batch_source(examples)
-        decoding = pl_module.decoding
-        max_lengths = max_output_lengths(
-            src_mask, decoding.max_len_a, decoding.max_len_b, pl_module.max_output_length
-        )
-        with pl_module.returning_attention():
-            return greedy_search(
-                pl_module, src, src_mask, max_lengths, keep_attention=self.attention_maps > 0
-            )
+        return pl_module.greedy_with_attention(src, src_mask, self.attention_maps > 0)
 
     def sample_rows(
         self, pl_module: Seq2SeqModule, hypotheses: list[Hypothesis], samples_dir: Path

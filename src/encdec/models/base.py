@@ -38,7 +38,13 @@ from encdec.data.collate import source_batch
 from encdec.data.tokenization import BOS_ID, EOS_ID, PAD_ID, Seq2SeqTokenizer
 from encdec.metrics import TeacherForcedMetrics, TextMetrics
 from encdec.schedules import build_scheduler
-from encdec.search import DecodingConfig, Hypothesis, decode
+from encdec.search import (
+    DecodingConfig,
+    Hypothesis,
+    decode,
+    greedy_search,
+    max_output_lengths,
+)
 
 CHECKPOINT_FORMAT = 1  # bumped when a checkpoint's layout changes incompatibly
 
@@ -172,6 +178,17 @@ class Seq2SeqModule(L.LightningModule):
     ) -> list[list[Hypothesis]]:
         """n-best lists of token-id hypotheses per source row, best first."""
         return decode(self, src, src_mask, decoding or self.decoding, self.max_output_length)
+
+    def greedy_with_attention(
+        self, src: torch.Tensor, src_mask: torch.Tensor, keep_attention: bool = True
+    ) -> list[Hypothesis]:
+        """Greedy hypotheses within ``decoding``'s length limits, each keeping its steps'
+        attention where the family has attention (for plots)."""
+        limits = max_output_lengths(
+            src_mask, self.decoding.max_len_a, self.decoding.max_len_b, self.max_output_length
+        )
+        with self.returning_attention():
+            return greedy_search(self, src, src_mask, limits, keep_attention=keep_attention)
 
     @torch.no_grad()
     def translate(

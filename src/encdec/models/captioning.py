@@ -29,7 +29,7 @@ from encdec.modules.embeddings import TokenEmbedding, build_positions
 from encdec.modules.image_encoders import build_image_encoder
 from encdec.modules.rnn import AttentionRNNDecoder, Bridge, RNNMemory
 from encdec.modules.transformer import TransformerDecoder, TransformerMemory
-from encdec.search import DecodingConfig, greedy_search, max_output_lengths
+from encdec.search import DecodingConfig
 from encdec.utils.errors import UserError
 from encdec.utils.plots import save_attention_overlay
 
@@ -140,12 +140,7 @@ class CaptioningModule(Seq2SeqModule):
         was_training = self.training
         self.eval()
         images = self.read_images(paths).to(self.device)
-        _, mask = self.batch_source({"images": images})
-        limits = max_output_lengths(
-            mask, self.decoding.max_len_a, self.decoding.max_len_b, self.max_output_length
-        )
-        with self.returning_attention():
-            hypotheses = greedy_search(self, images, mask, limits, keep_attention=True)
+        hypotheses = self.greedy_with_attention(*self.batch_source({"images": images}))
         self.train(was_training)
         results = []
         for path, image, hypothesis in zip(paths, images, hypotheses, strict=True):
