@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from encdec.utils.config import flatten
 from encdec.utils.errors import UserError
 
 FAMILIES = {  # model class -> family name in tables
@@ -178,16 +179,6 @@ def read_wandb_group(group: str, project: str, entity: str | None = None) -> lis
 
 IGNORED_IN_VARIANTS = ("seed", "paths", "task_name", "tags", "ckpt_path", "resume", "data.seed")
 RUN_PATH_KEYS = ("dir", "dirpath", "path", "save_dir", "default_root_dir")  # differ per run
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def variants(runs: list[Run]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from lightning.pytorch.strategies.launchers import subprocess_script
 from omegaconf import DictConfig, OmegaConf
 
+from encdec.utils.config import flatten
 from encdec.utils.errors import UserError
 
 # Set by Lightning's launcher for the children and the main process of a job.
@@ -63,16 +64,10 @@ def end_distributed_job() -> None:
         os.environ.pop(name, None)
 
 
-def config_differences(mine: dict, theirs: dict, prefix: str = "") -> list[str]:
+def config_differences(mine: dict, theirs: dict) -> list[str]:
     """Dotted keys whose values differ between two resolved configs."""
-    keys = []
-    for key in sorted(set(mine) | set(theirs), key=str):
-        a, b = mine.get(key), theirs.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
+    mine, theirs = flatten(mine), flatten(theirs)
+    return sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
 
 
 class SameConfigOnAllRanks(L.Callback):

@@ -105,3 +105,14 @@ def print_config_tree(cfg: DictConfig, save_path: Path | None = None) -> None:
     Console().print(tree)
     if save_path is not None:
         save_path.write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"dotted.key": value}`` (lists stay values)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
