@@ -13,9 +13,9 @@ configuration of ``conf/experiment/multi30k_<family>.yaml``:
   every matmul and attention, the 6·params·tokens of the textbook plus attention) per second,
   and their ratio to the fp32 and bf16 matmul peaks measured in the same process (MFU);
 - peak memory: RSS of the process, and CUDA max allocated on a GPU;
-- with a checkpoint: greedy and beam-5 decoding of test_2016_flickr in batches of 64
-  (sentences/s inside the process, and the wall time of the whole ``encdec.translate``
-  process) and the sacreBLEU of each.
+- with a checkpoint: greedy and beam-5 decoding of test_2016_flickr in batches of
+  ``--decode-batch-size`` sentences at ``--decode-precision`` (sentences/s inside the process,
+  and the wall time of the whole ``encdec.translate`` process) and the sacreBLEU of each.
 
 Writes ``benchmark.json`` and ``benchmark.md`` (a table) into ``--output``.
 """
@@ -155,12 +155,14 @@ def measure_decoding(datamodule, args: argparse.Namespace, device: torch.device)
     source_file = Path(tempfile.mkdtemp()) / "test_source.txt"  # no corpus text in the output
     source_file.write_text("".join(f"{line}\n" for line in sources), encoding="utf-8")
     metric = sacrebleu.BLEU()  # 13a, cased, on detokenized output
+    bf16 = args.decode_precision == "bf16-mixed"
     for beam in (1, 5):
         name = "greedy" if beam == 1 else f"beam{beam}"
         decoding = DecodingConfig(beam_size=beam)
         synchronize(device)
         start = time.perf_counter()
-        hypotheses = model.translate(sources, decoding, batch_size=64)
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            hypotheses = model.translate(sources, decoding, batch_size=args.decode_batch_size)
         synchronize(device)
         seconds = time.perf_counter() - start
         bleu = metric.corpus_score(hypotheses, [references])
@@ -171,6 +173,8 @@ def measure_decoding(datamodule, args: argparse.Namespace, device: torch.device)
             f"{name}_process_seconds": translate_process_seconds(args, source_file, beam, device),
         }
     results["bleu_signature"] = str(metric.get_signature())
+    results["decode_precision"] = args.decode_precision
+    results["decode_batch_size"] = args.decode_batch_size
     return results
 
 
@@ -185,6 +189,8 @@ def translate_process_seconds(
         f"ckpt_path={args.ckpt[args.family]}",
         f"decoding.beam_size={beam}",
         f"device={device.type}",
+        f"precision={args.decode_precision}",
+        f"batch_size={args.decode_batch_size}",
     ]
     with source_file.open() as stdin:
         start = time.perf_counter()
@@ -269,6 +275,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="checkpoints to decode with (decoding is skipped for a family without one)",
     )
     parser.add_argument("--precision", default="bf16-mixed", help="Lightning precision")
+    parser.add_argument("--decode-precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--decode-batch-size", type=int, default=64, help="sentences")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch")
     parser.add_argument("--warmup", type=int, default=10, help="untimed batches first")

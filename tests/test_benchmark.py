@@ -65,6 +65,8 @@ def test_benchmark_measures_training_and_decoding(tmp_path):
         "--families=transformer",
         f"--ckpt=transformer={checkpoint}",
         "--precision=32-true",
+        "--decode-precision=bf16-mixed",
+        "--decode-batch-size=8",
         "--warmup=1",
         "--steps=2",
         "--max-tokens=256",
@@ -90,6 +92,7 @@ def test_benchmark_measures_training_and_decoding(tmp_path):
     assert 0 < measured["mfu_fp32"] < 1 and 0 < measured["mfu_bf16"] < 1
     assert measured["peak_rss_mib"] > 100
     assert measured["test_sentences"] == 20
+    assert (measured["decode_precision"], measured["decode_batch_size"]) == ("bf16-mixed", 8)
     for search in ("greedy", "beam5"):
         assert 0 <= measured[f"{search}_bleu"] <= 100
         assert measured[f"{search}_sentences_per_s"] > 0

@@ -381,7 +381,7 @@ def test_real_flickr8k_splits_and_a_few_images(tmp_path):
     assert counts == {"train": 6000, "val": 1000, "test": 1000}
     assert all(len(r.references) == 5 for r in data.records("test"))
     data.tokenizer = load_or_train_tokenizer(tmp_path, None, ["a dog"], kind="word", vocab_size=9)
-    dataset = data._dataset("test", data.tokenizer)
+    dataset = data.build_dataset("test", data.tokenizer)
     for position in range(3):
         assert dataset[position]["image"].shape == (3, 32, 32)
 

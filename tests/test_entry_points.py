@@ -181,8 +181,14 @@ def test_translate_cli_reads_stdin(tmp_path):
     result = _cli("encdec.translate", f"ckpt_path={ckpt}", stdin="jump twice\nwalk left\n")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
+    bf16 = _cli(
+        "encdec.translate", f"ckpt_path={ckpt}", "precision=bf16-mixed", stdin="jump twice\n"
+    )
+    assert bf16.returncode == 0 and len(bf16.stdout.splitlines()) == 1, bf16.stderr
     missing = _cli("encdec.translate", f"ckpt_path={tmp_path}/none.ckpt", stdin="x\n")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+    typo = _cli("encdec.translate", f"ckpt_path={ckpt}", "precision=bf16", stdin="x\n")
+    assert typo.returncode == 2 and "precision=bf16 is not one of" in typo.stderr
 
 
 def test_wandb_logs_offline_into_the_run_dir(tmp_path, monkeypatch):

@@ -9,8 +9,10 @@ import hydra
 from omegaconf import DictConfig
 
 from encdec.utils.config import CONFIG_DIR
-from encdec.utils.errors import exit_on_user_error
+from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.malloc import with_tcmalloc
+
+PRECISIONS = ("32-true", "bf16-mixed")  # the trainer's names for fp32 and bf16 autocast
 
 
 @with_tcmalloc
@@ -19,19 +21,25 @@ from encdec.utils.malloc import with_tcmalloc
 def main(cfg: DictConfig) -> None:
     # torch and the models are imported only now, after the tcmalloc restart (if any), so that
     # a restart costs a fraction of a second: translation is often a short-lived filter
+    import torch
+
     from encdec.models.loading import load_model
     from encdec.search import DecodingConfig
 
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision={cfg.precision} is not one of {', '.join(PRECISIONS)}")
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
     decoding = DecodingConfig(**cfg.decoding)
-    if sys.stdin.isatty():  # interactive: answer each line as it comes
-        for line in sys.stdin:
-            print(model.translate([line.rstrip("\n")], decoding)[0], flush=True)
-        return
-    # a file or pipe: read it all, so batches group sentences of similar length
-    sentences = [line.rstrip("\n") for line in sys.stdin]
-    for translation in model.translate(sentences, decoding, cfg.batch_size):
-        print(translation)
+    device_type = torch.device(cfg.device).type
+    with torch.autocast(device_type, torch.bfloat16, enabled=cfg.precision == "bf16-mixed"):
+        if sys.stdin.isatty():  # interactive: answer each line as it comes
+            for line in sys.stdin:
+                print(model.translate([line.rstrip("\n")], decoding)[0], flush=True)
+            return
+        # a file or pipe: read it all, so batches group sentences of similar length
+        sentences = [line.rstrip("\n") for line in sys.stdin]
+        for translation in model.translate(sentences, decoding, cfg.batch_size):
+            print(translation)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
@@ -43,11 +42,11 @@ from encdec.caption_metrics import caption_words
 from encdec.data.batching import TokenBucketBatchSampler, bucketed_loader
 from encdec.data.collate import pad
 from encdec.data.shapes import Scene, draw_scene, generate_scene
-from encdec.data.tokenization import BOS_ID, EOS_ID, Seq2SeqTokenizer, load_or_train_tokenizer
+from encdec.data.stages import TokenizedDataModule
+from encdec.data.tokenization import BOS_ID, EOS_ID, Seq2SeqTokenizer
 from encdec.utils.errors import UserError
 
 log = logging.getLogger(__name__)
-STAGES = ("train", "val", "test")
 SOURCES = ("shapes", "flickr8k", "karpathy", "hf")
 FLICKR8K_SPLITS = {"train": "trainImages", "val": "devImages", "test": "testImages"}
 KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",)}
@@ -322,7 +321,7 @@ class OneCaptionPerImageSampler(TokenBucketBatchSampler):
         return [[chosen[i] for i in batch] for batch in super()._epoch_batches()]
 
 
-class CaptioningDataModule(L.LightningDataModule):
+class CaptioningDataModule(TokenizedDataModule):
     def __init__(
         self,
         cache_dir: str,
@@ -416,31 +415,13 @@ class CaptioningDataModule(L.LightningDataModule):
     def transform(self, train: bool) -> transforms.Compose:
         return image_transform(**self.image_settings(), augment=self.augment if train else None)
 
-    # ---- Lightning hooks ----
-    def prepare_data(self) -> None:
-        self.load_tokenizer()
+    # ---- tokenizer and datasets (TokenizedDataModule) ----
+    def tokenizer_texts(self) -> tuple[None, list[str]]:
+        """Target only: the training captions' words."""
+        references = self.training_references()
+        return None, [" ".join(caption_words(r)) for refs in references for r in refs]
 
-    def load_tokenizer(self) -> Seq2SeqTokenizer:
-        """A target-only tokenizer trained on the training captions' words (cached)."""
-        if self.tokenizer is None:
-            captions = [
-                " ".join(caption_words(r)) for refs in self.training_references() for r in refs
-            ]
-            self.tokenizer = load_or_train_tokenizer(
-                self.cache_dir, None, captions, **self.tokenizer_settings
-            )
-        return self.tokenizer
-
-    def setup(self, stage: str | None = None) -> None:
-        tokenizer = self.load_tokenizer()
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
-            stage, STAGES
-        )
-        for name in wanted:
-            if name not in self.datasets:
-                self.datasets[name] = self._dataset(name, tokenizer)
-
-    def _dataset(self, stage: str, tokenizer: Seq2SeqTokenizer) -> CaptionDataset:
+    def build_dataset(self, stage: str, tokenizer: Seq2SeqTokenizer) -> CaptionDataset:
         records = self.records(stage)
         ids = [
             tokenizer.encode_target([" ".join(caption_words(r)) for r in record.references])

@@ -20,17 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import lightning as L
 from torch.utils.data import DataLoader
 
 from encdec.data.batching import TokenBucketBatchSampler, bucketed_loader
 from encdec.data.collate import collate_pairs
-from encdec.data.tokenization import Seq2SeqTokenizer, load_or_train_tokenizer
+from encdec.data.stages import STAGES, TokenizedDataModule
+from encdec.data.tokenization import Seq2SeqTokenizer
 from encdec.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 datasets.disable_progress_bars()
-STAGES = ("train", "val", "test")
 Pairs = tuple[list[str], list[str]]  # (sources, targets)
 
 
@@ -111,7 +110,7 @@ def read_hub_split(hub_id: str, split: str, source_lang: str, target_lang: str) 
     return _columns(dataset, source_lang, target_lang, f"{hub_id}[{split}]")
 
 
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(TokenizedDataModule):
     def __init__(
         self,
         source_lang: str,
@@ -170,28 +169,11 @@ class TranslationDataModule(L.LightningDataModule):
             self._texts[stage] = (sources, targets)
         return self._texts[stage]
 
-    # ---- Lightning hooks ----
-    def prepare_data(self) -> None:
-        self.load_tokenizer()
+    # ---- tokenizer and datasets (TokenizedDataModule) ----
+    def tokenizer_texts(self) -> Pairs:
+        return self.texts("train")
 
-    def load_tokenizer(self) -> Seq2SeqTokenizer:
-        if self.tokenizer is None:
-            sources, targets = self.texts("train")
-            self.tokenizer = load_or_train_tokenizer(
-                self.cache_dir, sources, targets, **self.tokenizer_settings
-            )
-        return self.tokenizer
-
-    def setup(self, stage: str | None = None) -> None:
-        tokenizer = self.load_tokenizer()
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
-            stage, STAGES
-        )
-        for name in wanted:
-            if name not in self.datasets:
-                self.datasets[name] = self._tokenize(name, tokenizer)
-
-    def _tokenize(self, stage: str, tokenizer: Seq2SeqTokenizer) -> datasets.Dataset:
+    def build_dataset(self, stage: str, tokenizer: Seq2SeqTokenizer) -> datasets.Dataset:
         sources, targets = self.texts(stage)
         dataset = datasets.Dataset.from_dict(
             {"index": list(range(len(sources))), "source": sources, "target": targets}

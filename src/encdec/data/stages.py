@@ -1,0 +1,49 @@
+"""What the translation and captioning datamodules share: one tokenizer, trained on the
+training split's text (and cached), tokenizes every stage; ``setup`` builds only the stages a
+Lightning step needs."""
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from encdec.data.tokenization import Seq2SeqTokenizer, load_or_train_tokenizer
+
+STAGES = ("train", "val", "test")
+STAGES_OF_STEP = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+
+
+class TokenizedDataModule(L.LightningDataModule):
+    """Subclasses set ``cache_dir``, ``tokenizer_settings``, ``tokenizer = None`` and
+    ``datasets = {}`` in ``__init__`` and say what to train the tokenizer on and how a stage's
+    dataset is built."""
+
+    cache_dir: Path
+    tokenizer_settings: dict[str, Any]
+    tokenizer: Seq2SeqTokenizer | None
+    datasets: dict[str, Any]
+
+    @abstractmethod
+    def tokenizer_texts(self) -> tuple[list[str] | None, list[str]]:
+        """(sources or None for a target-only tokenizer, targets) of the training split."""
+
+    @abstractmethod
+    def build_dataset(self, stage: str, tokenizer: Seq2SeqTokenizer) -> Any: ...
+
+    def prepare_data(self) -> None:
+        self.load_tokenizer()
+
+    def load_tokenizer(self) -> Seq2SeqTokenizer:
+        if self.tokenizer is None:
+            sources, targets = self.tokenizer_texts()
+            self.tokenizer = load_or_train_tokenizer(
+                self.cache_dir, sources, targets, **self.tokenizer_settings
+            )
+        return self.tokenizer
+
+    def setup(self, stage: str | None = None) -> None:
+        tokenizer = self.load_tokenizer()
+        for name in STAGES_OF_STEP.get(stage or "", STAGES):
+            if name not in self.datasets:
+                self.datasets[name] = self.build_dataset(name, tokenizer)
