@@ -25,12 +25,13 @@ def family_class(family: str) -> type[Seq2SeqModule]:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The contents of an encdec checkpoint (on the CPU, plain values only), or a clear error."""
+    """The contents of an encdec checkpoint (on the CPU, plain values only), or a clear error.
+    Tensors are memory-mapped: nothing is read that is not used (optimizer states)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint '{path}' does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:
         raise UserError(f"'{path}' is not a readable checkpoint ({type(error).__name__})") from None
     family = checkpoint.get("encdec_family") if isinstance(checkpoint, dict) else None
@@ -46,9 +47,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> Seq2SeqModule:
-    """The model in an ``encdec.train`` checkpoint, tokenizer attached, in eval mode."""
-    family = read_checkpoint(path)["encdec_family"]
-    model = family_class(family).load_from_checkpoint(
-        path, map_location=map_location, weights_only=True
-    )
-    return model.eval()
+    """The model in an ``encdec.train`` checkpoint, tokenizer attached, in eval mode. As
+    ``Family.load_from_checkpoint`` does, from the one (memory-mapped) read of the file."""
+    checkpoint = read_checkpoint(path)
+    model = family_class(checkpoint["encdec_family"])(**checkpoint["hyper_parameters"])
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(map_location).eval()
