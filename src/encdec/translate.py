@@ -3,24 +3,27 @@
 ``echo "Ein Hund läuft." | python -m encdec.translate ckpt_path=... [decoding.beam_size=1]``
 """
 
-import sys
+from encdec.utils.malloc import restart_with_tcmalloc
 
-import hydra
-from omegaconf import DictConfig
+if __name__ == "__main__":  # before the imports below: a restart then repeats only Python's start
+    restart_with_tcmalloc()
 
-from encdec.utils.config import CONFIG_DIR
-from encdec.utils.errors import UserError, exit_on_user_error
-from encdec.utils.malloc import with_tcmalloc
+import sys  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from encdec.utils.config import CONFIG_DIR  # noqa: E402
+from encdec.utils.errors import UserError, exit_on_user_error  # noqa: E402
 
 PRECISIONS = ("32-true", "bf16-mixed")  # the trainer's names for fp32 and bf16 autocast
 
 
-@with_tcmalloc
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    # torch and the models are imported only now, after the tcmalloc restart (if any), so that
-    # a restart costs a fraction of a second: translation is often a short-lived filter
+    # torch and the models are imported only now: loading them takes seconds, and translation
+    # is often a short-lived filter
     import torch
 
     from encdec.models.loading import load_model

@@ -4,7 +4,9 @@ kernel and faults it back in on every training step; tcmalloc keeps it, which ma
 
 When ``libtcmalloc_minimal`` is installed (Debian: ``apt-get install libtcmalloc-minimal4``) and
 not yet loaded, the entry point restarts itself once with it in ``LD_PRELOAD``.
-``ENCDEC_TCMALLOC=0`` turns this off.
+``ENCDEC_TCMALLOC=0`` turns this off. Entry points decorate ``main`` with :func:`with_tcmalloc`;
+``encdec.translate``, a filter whose whole run is timed, calls :func:`restart_with_tcmalloc`
+before its other imports instead, so that the restart does not import Hydra twice.
 """
 
 import functools
