@@ -1,6 +1,7 @@
 """Attention heatmaps as PNG files, drawn on matplotlib's Agg canvas (``Figure`` without pyplot:
 no display, no global state)."""
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,9 @@ def save_attention_overlay(
     for axes in panels:
         axes.axis("off")
     panels[0].imshow(image)
-    panels[0].set_title(title or "image", fontsize=8)
+    panels[0].set_title("image", fontsize=9)
+    if title:  # the whole caption, wrapped to the figure's width
+        figure.suptitle(textwrap.fill(title, width=17 * columns), fontsize=9)
     for axes, word, cell_weights in zip(panels[1:], words, weights, strict=False):
         grid = Image.fromarray(cell_weights.reshape(side, side).astype(np.float32), mode="F")
         upsampled = np.asarray(grid.resize((width, height), Image.Resampling.BILINEAR))
