@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 LOCAL_CLUSTER_HINT = "for a local one-node cluster: scripts/slurm/local_cluster.sh start DIR"
+REQUEUE_EXIT_WAIT_S = 180.0  # longer than any sane KillWait: then the job exits by itself anyway
 
 
 def slurm_restart_count() -> int:
@@ -122,4 +124,18 @@ class RequeueSignal:
         handler, pending = self._submitit_handler, self.pending
         self._signal, self._submitit_handler, self.pending = None, None, None
         if pending is not None:
-            handler(pending, None)
+            try:
+                handler(pending, None)
+            except SystemExit:
+                wait_to_be_stopped_by_slurm()
+                raise
+
+
+def wait_to_be_stopped_by_slurm(max_seconds: float = REQUEUE_EXIT_WAIT_S) -> None:
+    """After ``scontrol requeue``, let SLURM end this job step (SIGTERM, then SIGKILL after its
+    KillWait) instead of exiting first: a job that exits on its own with an error code before
+    SLURM has requeued it is now and then recorded as FAILED for a moment, and submitit, polling
+    ``sacct``, then reports the whole job failed although it is already queued again."""
+    deadline = time.monotonic() + max_seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.5)  # SIGTERM is logged and ignored by submitit's handler; SIGKILL ends it
