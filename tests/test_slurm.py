@@ -189,9 +189,9 @@ def test_a_requeued_job_lets_slurm_stop_it_instead_of_exiting_first(monkeypatch)
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="was a race (submitit saw the job FAILED for a moment after requeueing, 3 failures "
-    "in 10 runs); fixed by letting SLURM stop the job (wait_to_be_stopped_by_slurm), 10 of 10 "
-    "passed since, 5 of them under load; non-strict until CI has confirmed it for longer",
+    reason="was a race: submitit saw the requeued job FAILED for a moment (1 of 4 runs under "
+    "load failed); fixed by letting SLURM stop the job (wait_to_be_stopped_by_slurm), 5 of 5 "
+    "runs under load passed since; non-strict until CI has confirmed it for longer",
 )
 def test_multirun_on_slurm_requeues_on_signal_and_resumes_bit_for_bit(tmp_path, slurm_cluster):
     """Two identical jobs (they differ only in the step the pause callback waits at); job 0 gets
