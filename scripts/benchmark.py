@@ -39,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from encdec.data.tokenization import PAD_ID
 from encdec.models.loading import load_model
-from encdec.search import DecodingConfig
+from encdec.search import DECODING_PRECISIONS, DecodingConfig, decoding_autocast
 from encdec.train import build_data_and_model
 from encdec.utils.config import compose
 from encdec.utils.malloc import with_tcmalloc
@@ -155,13 +155,12 @@ def measure_decoding(datamodule, args: argparse.Namespace, device: torch.device)
     source_file = Path(tempfile.mkdtemp()) / "test_source.txt"  # no corpus text in the output
     source_file.write_text("".join(f"{line}\n" for line in sources), encoding="utf-8")
     metric = sacrebleu.BLEU()  # 13a, cased, on detokenized output
-    bf16 = args.decode_precision == "bf16-mixed"
     for beam in (1, 5):
         name = "greedy" if beam == 1 else f"beam{beam}"
         decoding = DecodingConfig(beam_size=beam)
         synchronize(device)
         start = time.perf_counter()
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        with decoding_autocast(device.type, args.decode_precision):
             hypotheses = model.translate(sources, decoding, batch_size=args.decode_batch_size)
         synchronize(device)
         seconds = time.perf_counter() - start
@@ -275,7 +274,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="checkpoints to decode with (decoding is skipped for a family without one)",
     )
     parser.add_argument("--precision", default="bf16-mixed", help="Lightning precision")
-    parser.add_argument("--decode-precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--decode-precision", default="32-true", choices=DECODING_PRECISIONS)
     parser.add_argument("--decode-batch-size", type=int, default=64, help="sentences")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch")

@@ -10,6 +10,7 @@ Both searches drop sentences from the batch as soon as they are finished, so the
 on only the long sentences. Output tokens exclude BOS and EOS.
 """
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -231,3 +232,14 @@ def decode(
     return beam_search(
         model, src, src_mask, max_lengths, config.beam_size, config.length_penalty, config.n_best
     )
+
+
+DECODING_PRECISIONS = ("32-true", "bf16-mixed")  # the trainer's names for fp32 and bf16 autocast
+
+
+def decoding_autocast(device_type: str, precision: str) -> AbstractContextManager[None]:
+    """Decoding at ``precision``: bf16-mixed runs the model under bf16 autocast (scores stay
+    fp32, see ``_log_probs``); 32-true leaves it in fp32."""
+    if precision not in DECODING_PRECISIONS:
+        raise ValueError(f"precision={precision} is not one of {', '.join(DECODING_PRECISIONS)}")
+    return torch.autocast(device_type, torch.bfloat16, enabled=precision == "bf16-mixed")

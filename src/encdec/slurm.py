@@ -136,6 +136,4 @@ def wait_to_be_stopped_by_slurm(max_seconds: float = REQUEUE_EXIT_WAIT_S) -> Non
     KillWait) instead of exiting first: a job that exits on its own with an error code before
     SLURM has requeued it is now and then recorded as FAILED for a moment, and submitit, polling
     ``sacct``, then reports the whole job failed although it is already queued again."""
-    deadline = time.monotonic() + max_seconds
-    while time.monotonic() < deadline:
-        time.sleep(0.5)  # SIGTERM is logged and ignored by submitit's handler; SIGKILL ends it
+    time.sleep(max_seconds)  # SIGTERM is logged and ignored by submitit's handler; SIGKILL ends it

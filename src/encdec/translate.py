@@ -16,8 +16,6 @@ from omegaconf import DictConfig  # noqa: E402
 from encdec.utils.config import CONFIG_DIR  # noqa: E402
 from encdec.utils.errors import UserError, exit_on_user_error  # noqa: E402
 
-PRECISIONS = ("32-true", "bf16-mixed")  # the trainer's names for fp32 and bf16 autocast
-
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate")
 @exit_on_user_error
@@ -27,14 +25,15 @@ def main(cfg: DictConfig) -> None:
     import torch
 
     from encdec.models.loading import load_model
-    from encdec.search import DecodingConfig
+    from encdec.search import DecodingConfig, decoding_autocast
 
-    if cfg.precision not in PRECISIONS:
-        raise UserError(f"precision={cfg.precision} is not one of {', '.join(PRECISIONS)}")
-    model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
+    try:
+        autocast = decoding_autocast(torch.device(cfg.device).type, cfg.precision)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    model = load_model(cfg.ckpt_path, map_location=cfg.device)
     decoding = DecodingConfig(**cfg.decoding)
-    device_type = torch.device(cfg.device).type
-    with torch.autocast(device_type, torch.bfloat16, enabled=cfg.precision == "bf16-mixed"):
+    with autocast:
         if sys.stdin.isatty():  # interactive: answer each line as it comes
             for line in sys.stdin:
                 print(model.translate([line.rstrip("\n")], decoding)[0], flush=True)
