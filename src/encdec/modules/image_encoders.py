@@ -17,6 +17,7 @@ import torch
 import torchvision
 from torch import nn
 
+from encdec.modules.dropout import Dropout
 from encdec.modules.embeddings import SinusoidalPositions
 from encdec.modules.feature_cache import FeatureCache, weights_hash
 from encdec.modules.transformer import EncoderLayer, padding_mask
@@ -65,7 +66,7 @@ class SmallCNN(nn.Module):
             ]
             inputs = outputs
         self.stages = nn.Sequential(*stages)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.positions = GridPositions(inputs)
         self.output_size = inputs
 
@@ -151,7 +152,7 @@ class PatchEncoder(nn.Module):
         super().__init__()
         self.patch_embedding = nn.Conv2d(3, dim, patch_size, stride=patch_size)
         self.positions = GridPositions(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(dim, num_heads, ff_dim, dropout, 0.0, norm_first=True)
             for _ in range(num_layers)

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from encdec.modules.attention import build_rnn_attention
+from encdec.modules.dropout import Dropout
 
 Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # GRU: h; LSTM: (h, c); each (L, B, H)
 
@@ -97,7 +98,7 @@ class RNNEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embedding = embedding
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = build_rnn(
             cell, embedding.embedding_dim, hidden_size, num_layers, dropout, bidirectional
         )
@@ -158,7 +159,7 @@ class ContextRNNDecoder(nn.Module):
         super().__init__()
         self.embedding = embedding
         self.context_size = context_size if context_every_step else 0
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = build_rnn(
             cell, embedding.embedding_dim + self.context_size, hidden_size, num_layers, dropout
         )
@@ -216,7 +217,7 @@ class AttentionRNNDecoder(nn.Module):
             + (encoder_size if self.query_first else 0)
             + (hidden_size if input_feeding else 0)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers, dropout)
         self.attention = build_rnn_attention(attention, hidden_size, encoder_size)
         self.attentional = nn.Linear(hidden_size + encoder_size, hidden_size, bias=False)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from encdec.modules.attention import MultiHeadAttention
+from encdec.modules.dropout import Dropout
 
 KeysValues = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, H, S, D/H) each
 
@@ -52,7 +53,7 @@ class TransformerState:
 class FeedForward(nn.Sequential):
     def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
         super().__init__(
-            nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim)
+            nn.Linear(dim, ff_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ff_dim, dim)
         )
 
 
@@ -62,7 +63,7 @@ class Residual(nn.Module):
     def __init__(self, dim: int, dropout: float, norm_first: bool) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm_first = norm_first
 
     def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
@@ -159,7 +160,7 @@ class LayerStack(nn.Module):
     ) -> None:
         super().__init__()
         self.embedding, self.positions = embedding, positions
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(
             self.layer_class(dim, num_heads, ff_dim, dropout, attention_dropout, norm_first)
             for _ in range(num_layers)
