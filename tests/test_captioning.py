@@ -618,6 +618,8 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
         assert drawn.stdout.splitlines() == [f"{caption}\t{overlay_dir / 'scene0.png'}"]
         bad = _cli("encdec.caption", f"ckpt_path={best}", f"image={tmp_path / 'none.png'}")
         assert bad.returncode == 2 and "error: cannot read image" in bad.stderr
+        text = _cli("encdec.translate", f"ckpt_path={best}", stdin="a red circle\n")
+        assert text.returncode == 2 and "which captions images: use python -m" in text.stderr
 
 
 def test_attention_overlay_needs_a_square_grid_and_a_word_per_step(tmp_path):

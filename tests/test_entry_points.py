@@ -13,7 +13,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from encdec.evaluate import evaluate
+from encdec.models.base import Seq2SeqModule
 from encdec.models.loading import load_model
+from encdec.networks.loading import load_network
+from encdec.search import DecodingConfig
 from encdec.train import train
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError
@@ -105,6 +108,9 @@ def test_train_then_evaluate_reproduces_test_metrics(tmp_path, family):
     sentences = ["jump twice", "walk left after run", "look", "run around right thrice and jump"]
     one_by_one = [model.translate([sentence])[0] for sentence in sentences]
     assert model.translate(sentences, batch_size=2) == one_by_one  # length-sorted, input order
+    network = load_network(best)  # the same weights without Lightning: the same translations
+    assert not isinstance(network, Seq2SeqModule)
+    assert network.translate(sentences, batch_size=2) == one_by_one
 
 
 def test_checkpoint_loads_without_hydra_and_rejects_other_families(tmp_path):
@@ -142,8 +148,10 @@ def test_config_errors_name_the_key(tmp_path):
         train(cfg)
 
 
-def _cli(module: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "PROJECT_ROOT": str(ROOT)}
+def _cli(
+    module: str, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "PROJECT_ROOT": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         input=stdin,
@@ -178,9 +186,20 @@ def test_translate_cli_reads_stdin(tmp_path):
     cfg = compose_config("train", [*TINY_TRAIN["attention"], "test=false"], tmp_path / "run")
     train(cfg)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    result = _cli("encdec.translate", f"ckpt_path={ckpt}", stdin="jump twice\nwalk left\n")
+    result = _cli(
+        "encdec.translate",
+        f"ckpt_path={ckpt}",
+        stdin="jump twice\nwalk left\n",
+        env={"PYTHONPROFILEIMPORTTIME": "1"},  # every import, on stderr
+    )
     assert result.returncode == 0, result.stderr
-    assert len(result.stdout.splitlines()) == 2
+    as_configured = DecodingConfig(beam_size=5)  # translate.yaml
+    expected = load_model(ckpt).translate(["jump twice", "walk left"], as_configured)
+    assert result.stdout.splitlines() == expected
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+    assert "encdec.networks.loading" in imported
+    packages = {name.split(".")[0] for name in imported}
+    assert not {"lightning", "torchmetrics", "torchvision"} & packages  # seconds of start-up
     bf16 = _cli(
         "encdec.translate", f"ckpt_path={ckpt}", "precision=bf16-mixed", stdin="jump twice\n"
     )
@@ -250,7 +269,6 @@ def test_two_process_ddp_metrics_equal_single_process(tmp_path):
 
 
 def test_every_checkpoint_family_resolves_to_its_class():
-    from encdec.models.base import Seq2SeqModule
     from encdec.models.loading import FAMILIES, family_class
 
     for family in FAMILIES:

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from encdec.models.loading import read_checkpoint
+from encdec.networks.loading import read_checkpoint
 from encdec.utils.errors import UserError
 
 TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "callbacks", "MixedPrecision")

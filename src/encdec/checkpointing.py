@@ -37,7 +37,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 
 from encdec.models.base import Seq2SeqModule
-from encdec.models.loading import read_checkpoint
+from encdec.networks.loading import read_checkpoint
 from encdec.slurm import RequeueSignal, slurm_restart_count
 from encdec.utils.errors import UserError
 

@@ -20,18 +20,18 @@ from encdec.utils.errors import UserError, exit_on_user_error  # noqa: E402
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    # torch and the models are imported only now: loading them takes seconds, and translation
-    # is often a short-lived filter
+    # torch and the network are imported only now, and Lightning never (importing it takes
+    # seconds): translation is often a short-lived filter
     import torch
 
-    from encdec.models.loading import load_model
+    from encdec.networks.loading import load_network
     from encdec.search import DecodingConfig, decoding_autocast
 
     try:
         autocast = decoding_autocast(torch.device(cfg.device).type, cfg.precision)
     except ValueError as error:
         raise UserError(str(error)) from None
-    model = load_model(cfg.ckpt_path, map_location=cfg.device)
+    model = load_network(cfg.ckpt_path, map_location=cfg.device)
     decoding = DecodingConfig(**cfg.decoding)
     with autocast:
         if sys.stdin.isatty():  # interactive: answer each line as it comes

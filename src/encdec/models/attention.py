@@ -1,89 +1,9 @@
-"""Attention Seq2Seq: bidirectional RNN encoder, RNN decoder attending with Bahdanau or Luong."""
+"""Attention Seq2Seq (``AttentionNetwork``: Bahdanau or Luong) trained by the shared Lightning
+steps."""
 
-from typing import Any
-
-import torch
-from torch import nn
-
-from encdec.models.base import Seq2SeqModule, output_layer
-from encdec.models.rnn import build_embeddings
-from encdec.modules.rnn import (
-    AttentionRNNDecoder,
-    Bridge,
-    RNNEncoder,
-    RNNMemory,
-    RNNState,
-    top_layer,
-)
+from encdec.models.base import Seq2SeqModule
+from encdec.networks.attention import AttentionNetwork
 
 
-class AttentionDecoderSteps:
-    """The step interface of an attention RNN decoder over ``RNNMemory`` (S: source positions or
-    image grid cells), shared by the translator and the captioner. Needs ``decoder`` (an
-    ``AttentionRNNDecoder``) and ``generator``."""
-
-    decoder: AttentionRNNDecoder
-    generator: nn.Linear
-
-    def init_state(self, memory: RNNMemory) -> RNNState:
-        return self.decoder.init_state(memory)
-
-    def step(
-        self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
-    ) -> tuple[torch.Tensor, RNNState, torch.Tensor]:
-        features, state, weights = self.decoder.step(prev_tokens, state, memory)
-        return self.generator(features), state, weights  # (B, V), state, (B, S)
-
-    def teacher_forced(self, tgt_in: torch.Tensor, memory: RNNMemory) -> torch.Tensor:
-        features, _ = self.decoder(tgt_in, memory)  # (B, T, H), attention (B, T, S)
-        return self.generator(features)  # (B, T, V)
-
-
-class AttentionSeq2Seq(AttentionDecoderSteps, Seq2SeqModule):
-    def __init__(
-        self,
-        source_vocab_size: int,
-        target_vocab_size: int,
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any],
-        label_smoothing: float = 0.1,
-        cell: str = "gru",
-        embedding_dim: int = 256,
-        hidden_size: int = 512,
-        num_layers: int = 1,
-        dropout: float = 0.3,
-        bidirectional: bool = True,
-        attention: str = "bahdanau",
-        input_feeding: bool = False,
-        share_embeddings: bool = False,
-        tie_output: bool = False,
-    ) -> None:
-        super().__init__(
-            source_vocab_size, target_vocab_size, optimizer, scheduler, label_smoothing
-        )
-        self.save_hyperparameters()
-        source_embedding, target_embedding = build_embeddings(
-            source_vocab_size, target_vocab_size, embedding_dim, share_embeddings, self.pad_id
-        )
-        self.encoder = RNNEncoder(
-            source_embedding, cell, hidden_size, num_layers, dropout, bidirectional
-        )
-        self.bridge = Bridge(self.encoder.output_size, hidden_size)
-        self.decoder = AttentionRNNDecoder(
-            target_embedding,
-            cell,
-            hidden_size,
-            num_layers,
-            dropout,
-            self.encoder.output_size,
-            attention,
-            input_feeding,
-        )
-        self.generator = output_layer(
-            hidden_size, target_vocab_size, target_embedding if tie_output else None
-        )
-
-    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> RNNMemory:
-        states, final = self.encoder(src, src_mask)
-        keys = self.decoder.project_keys(states)
-        return RNNMemory(states, src_mask, self.bridge(final), top_layer(final), keys)
+class AttentionSeq2Seq(AttentionNetwork, Seq2SeqModule):
+    """``AttentionNetwork``'s arguments, and ``Seq2SeqModule``'s (optimizer, scheduler, ...)."""

@@ -1,11 +1,7 @@
-"""The shared base of every Seq2Seq family: training/val/test steps, metrics, optimizer, decoding.
-
-A family implements the step interface that search uses (see ``encdec.search``)::
-
-    encode(src, src_mask)            -> memory
-    init_state(memory)               -> state
-    step(prev_tokens, state, memory) -> logits (B, V), state, attention (B, S) | None
-    teacher_forced(tgt_in, memory)   -> logits (B, T, V)
+"""The shared Lightning half of every Seq2Seq family: training/val/test steps, metrics,
+optimizer, checkpoint contents. A family is ``class XSeq2Seq(XNetwork, Seq2SeqModule)``: the
+network (``encdec.networks``) has the layers, the step interface and decoding; its constructor
+passes the training settings on to ``Seq2SeqModule.__init__``.
 
 What a batch's source is (token ids, or images for captioning), which references decoded text
 is scored against and with which metrics are hooks (``batch_source``, ``batch_references``,
@@ -20,10 +16,8 @@ import json
 import math
 import random
 import time
-from abc import abstractmethod
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import lightning as L
 import torch
@@ -34,19 +28,11 @@ from torch import nn
 from torchmetrics import Metric
 
 from encdec.data.batching import restore_loader_position
-from encdec.data.collate import source_batch
-from encdec.data.tokenization import BOS_ID, EOS_ID, PAD_ID, Seq2SeqTokenizer
+from encdec.data.tokenization import PAD_ID, Seq2SeqTokenizer
 from encdec.metrics import TeacherForcedMetrics, TextMetrics
+from encdec.networks.loading import CHECKPOINT_FORMAT, read_checkpoint
 from encdec.schedules import build_scheduler
-from encdec.search import (
-    DecodingConfig,
-    Hypothesis,
-    decode,
-    greedy_search,
-    max_output_lengths,
-)
-
-CHECKPOINT_FORMAT = 1  # bumped when a checkpoint's layout changes incompatibly
+from encdec.search import DecodingConfig
 
 
 def rng_states() -> dict[str, Any]:
@@ -66,23 +52,19 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class Seq2SeqModule(L.LightningModule):
-    bos_id, eos_id, pad_id = BOS_ID, EOS_ID, PAD_ID
-    max_output_length = 512  # hard cap on decoded length (positions for the Transformer)
+    not_hyperparameters: tuple[str, ...] = ()  # arguments a class passes to a base itself
 
     def __init__(
         self,
-        source_vocab_size: int | None,  # None: the source is not text (captioning)
-        target_vocab_size: int,
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
         label_smoothing: float = 0.1,
     ) -> None:
         super().__init__()
-        self.source_vocab_size, self.target_vocab_size = source_vocab_size, target_vocab_size
+        # Lightning collects the arguments of every __init__ on the way here: the network's too
+        self.save_hyperparameters(ignore=list(self.not_hyperparameters))
         self.optimizer_settings, self.scheduler_settings = optimizer, scheduler
         self.label_smoothing = label_smoothing
-        self.tokenizer: Seq2SeqTokenizer | None = None
-        self.decoding = DecodingConfig()
         self.val_teacher_forced = TeacherForcedMetrics()
         self.test_teacher_forced = TeacherForcedMetrics()
         self.val_text = self.text_metrics()
@@ -90,26 +72,6 @@ class Seq2SeqModule(L.LightningModule):
         self.best_val: dict[str, float] = {}
         self.test_predictions: dict[int, str] = {}
         self.training_forward = self.forward  # torch.compile'd by compile_training()
-
-    # ---- the step interface, per family ----
-    @abstractmethod
-    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> Any: ...
-
-    @abstractmethod
-    def init_state(self, memory: Any) -> Any: ...
-
-    @abstractmethod
-    def step(
-        self, prev_tokens: torch.Tensor, state: Any, memory: Any
-    ) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
-
-    @abstractmethod
-    def teacher_forced(self, tgt_in: torch.Tensor, memory: Any) -> torch.Tensor: ...
-
-    def returning_attention(self) -> AbstractContextManager[None]:
-        """Within: ``step`` returns attention also where a family computes it only on request
-        (the Transformer's cross-attention, for plots); others return theirs, or None, anyway."""
-        return nullcontext()
 
     # ---- what a batch holds, and how decoded text is scored ----
     def batch_source(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,33 +87,12 @@ class Seq2SeqModule(L.LightningModule):
         are logged, the first on the progress bar, and it sets ``bleu_signature``."""
         return TextMetrics()
 
-    def forward(
-        self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
-    ) -> torch.Tensor:
-        # src: (B, S), tgt_in: (B, T) -> logits (B, T, V)
-        return self.teacher_forced(tgt_in, self.encode(src, src_mask))
-
     def compile_training(self) -> None:
         """Run the teacher-forced training forward through ``torch.compile`` (dynamic shapes:
         every bucket has its own batch and lengths). Validation and search stay eager."""
         self.training_forward = torch.compile(self.forward, dynamic=True)
 
-    # ---- tokenizer and raw-text translation ----
-    def vocab_sizes(self) -> dict[str, int]:
-        """The vocabulary sizes the model was built for, as ``Seq2SeqTokenizer.vocab_sizes``."""
-        sizes = {"target_vocab_size": self.target_vocab_size}
-        if self.source_vocab_size is not None:
-            sizes["source_vocab_size"] = self.source_vocab_size
-        return sizes
-
-    def attach_tokenizer(self, tokenizer: Seq2SeqTokenizer) -> None:
-        if tokenizer.vocab_sizes() != self.vocab_sizes():
-            raise ValueError(
-                f"tokenizer vocabularies {tokenizer.vocab_sizes()} do not match the model's "
-                f"{self.vocab_sizes()}"
-            )
-        self.tokenizer = tokenizer
-
+    # ---- checkpoints ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is not None:
             checkpoint["tokenizer"] = self.tokenizer.to_dict()
@@ -160,57 +101,28 @@ class Seq2SeqModule(L.LightningModule):
         checkpoint["best_val"] = dict(self.best_val)  # best-so-far metrics survive a resume
         checkpoint["rng_states"] = rng_states()
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        family = checkpoint.get("encdec_family")
-        if family != type(self).__name__:
+    @classmethod
+    def check_family(cls, family: str | None) -> None:
+        if family != cls.__name__:
             raise ValueError(
-                f"this checkpoint holds a {family or 'non-encdec'} model, "
-                f"not a {type(self).__name__}"
+                f"this checkpoint holds a {family or 'non-encdec'} model, not a {cls.__name__}"
             )
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Self:
+        """Lightning's, after checking that a checkpoint file holds this family: another
+        family's arguments would reach the constructor as unknown training settings."""
+        if isinstance(checkpoint_path, str | Path) and Path(checkpoint_path).is_file():
+            cls.check_family(read_checkpoint(checkpoint_path).get("encdec_family"))
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_family(checkpoint.get("encdec_family"))
         if "tokenizer" in checkpoint:
             self.tokenizer = Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"])
         self.best_val = dict(checkpoint.get("best_val", {}))
         if self._trainer is not None and "rng_states" in checkpoint:  # resuming, not inference
             set_rng_states(checkpoint["rng_states"])
-
-    def generate(
-        self, src: torch.Tensor, src_mask: torch.Tensor, decoding: DecodingConfig | None = None
-    ) -> list[list[Hypothesis]]:
-        """n-best lists of token-id hypotheses per source row, best first."""
-        return decode(self, src, src_mask, decoding or self.decoding, self.max_output_length)
-
-    def greedy_with_attention(
-        self, src: torch.Tensor, src_mask: torch.Tensor, keep_attention: bool = True
-    ) -> list[Hypothesis]:
-        """Greedy hypotheses within ``decoding``'s length limits, each keeping its steps'
-        attention where the family has attention (for plots)."""
-        limits = max_output_lengths(
-            src_mask, self.decoding.max_len_a, self.decoding.max_len_b, self.max_output_length
-        )
-        with self.returning_attention():
-            return greedy_search(self, src, src_mask, limits, keep_attention=keep_attention)
-
-    @torch.no_grad()
-    def translate(
-        self, sentences: list[str], decoding: DecodingConfig | None = None, batch_size: int = 64
-    ) -> list[str]:
-        """Raw source strings -> detokenized best translations, in input order. Sentences are
-        decoded in batches of similar length, so little compute goes to padding."""
-        if self.tokenizer is None:
-            raise RuntimeError("this model has no tokenizer attached (attach_tokenizer)")
-        was_training = self.training
-        self.eval()
-        ids = self.tokenizer.encode_source(sentences)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        translations = [""] * len(ids)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            src, src_mask = source_batch([ids[i] for i in rows])
-            hypotheses = self.generate(src.to(self.device), src_mask.to(self.device), decoding)
-            for i, nbest in zip(rows, hypotheses, strict=True):
-                translations[i] = self.tokenizer.decode_target(nbest[0].tokens)
-        self.train(was_training)
-        return translations
 
     # ---- training ----
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -366,16 +278,3 @@ class Seq2SeqModule(L.LightningModule):
             "sentences_per_s": len(lines) / max(self.test_decode_seconds, 1e-9),
         }
         (output_dir / f"test_metrics{suffix}.json").write_text(json.dumps(record, indent=2))
-
-
-def output_layer(features: int, vocab_size: int, tied_embedding: nn.Embedding | None) -> nn.Linear:
-    """Projection to the target vocabulary, optionally sharing the target embedding's weights."""
-    layer = nn.Linear(features, vocab_size, bias=False)
-    if tied_embedding is not None:
-        if tied_embedding.embedding_dim != features:
-            raise ValueError(
-                f"tied output projection needs feature size {features} == "
-                f"embedding size {tied_embedding.embedding_dim}"
-            )
-        layer.weight = tied_embedding.weight
-    return layer

@@ -22,20 +22,23 @@ from torch import nn
 from encdec.caption_metrics import CaptionMetrics
 from encdec.data.captioning import IMAGE_ERRORS, image_array, image_transform, read_image_file
 from encdec.data.tokenization import PAD_ID, token_text
-from encdec.models.attention import AttentionDecoderSteps
-from encdec.models.base import Seq2SeqModule, output_layer
-from encdec.models.transformer import TransformerDecoderSteps
+from encdec.models.base import Seq2SeqModule
 from encdec.modules.embeddings import TokenEmbedding, build_positions
 from encdec.modules.image_encoders import build_image_encoder
 from encdec.modules.rnn import AttentionRNNDecoder, Bridge, RNNMemory
 from encdec.modules.transformer import TransformerDecoder, TransformerMemory
+from encdec.networks.attention import AttentionDecoderSteps
+from encdec.networks.base import Seq2SeqNetwork, output_layer
+from encdec.networks.transformer import TransformerDecoderSteps
 from encdec.search import DecodingConfig
 from encdec.utils.errors import UserError
 from encdec.utils.plots import save_attention_overlay
 
 
-class CaptioningModule(Seq2SeqModule):
+class CaptioningModule(Seq2SeqNetwork, Seq2SeqModule):
     """What every captioner shares: the image encoder, image batches, caption metrics."""
+
+    not_hyperparameters = ("source_vocab_size",)  # None, set here: not a captioner's argument
 
     def __init__(
         self,
@@ -45,7 +48,13 @@ class CaptioningModule(Seq2SeqModule):
         label_smoothing: float,
         encoder: dict[str, Any],
     ) -> None:
-        super().__init__(None, target_vocab_size, optimizer, scheduler, label_smoothing)
+        super().__init__(
+            None,
+            target_vocab_size,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            label_smoothing=label_smoothing,
+        )
         encoder = dict(encoder)
         self.encoder_lr: float | None = encoder.pop("lr", None)  # None: the optimizer's lr
         self.image_encoder = build_image_encoder(**encoder)
@@ -178,7 +187,6 @@ class AttentionCaptioner(AttentionDecoderSteps, CaptioningModule):
         attention_regularization: float = 1.0,
     ) -> None:
         super().__init__(target_vocab_size, optimizer, scheduler, label_smoothing, encoder)
-        self.save_hyperparameters()
         self.cell, self.num_layers = cell, num_layers
         self.attention_regularization = attention_regularization
         feature_size = self.image_encoder.output_size
@@ -245,7 +253,6 @@ class TransformerCaptioner(TransformerDecoderSteps, CaptioningModule):
         tie_output: bool = True,
     ) -> None:
         super().__init__(target_vocab_size, optimizer, scheduler, label_smoothing, encoder)
-        self.save_hyperparameters()
         self.d_model, self.num_heads = d_model, num_heads
         self.max_output_length = max_positions - 1  # BOS takes position 0
         self.grid_projection = nn.Sequential(

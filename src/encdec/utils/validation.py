@@ -146,10 +146,14 @@ def check_image_encoder(settings: dict[str, Any], key: str) -> None:
 def signature_parameters(target: Any) -> tuple[dict[str, Any], set[str], bool]:
     """The keyword parameters of ``target`` with their type hints (a class: its ``__init__``
     and, for encdec's own classes, whose ``**kwargs`` go to the base class, its bases'), the
-    required ones (of ``target`` itself), and whether it accepts keywords beyond those."""
+    required ones (of the first constructor), and whether it accepts keywords beyond those."""
     hints: dict[str, Any] = {}
     required: set[str] = set()
-    functions = [c.__init__ for c in target.__mro__] if isinstance(target, type) else [target]
+    functions = (  # the constructors a class's MRO defines, in the order its **kwargs pass on
+        [c.__dict__["__init__"] for c in target.__mro__ if "__init__" in c.__dict__]
+        if isinstance(target, type)
+        else [target]
+    )
     for depth, function in enumerate(functions):
         if function is object.__init__:
             return hints, required, False
