@@ -1,6 +1,6 @@
 """Greedy and beam search for every model family, through the incremental step interface.
 
-A model exposes (see ``models/base.py``)::
+A model exposes (see ``networks/base.py``)::
 
     encode(src, src_mask)            -> memory      # memory.reorder(index) keeps rows `index`
     init_state(memory)               -> state       # state.reorder(index) likewise
