@@ -13,14 +13,14 @@ from omegaconf import DictConfig, ListConfig
 
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError, exit_on_user_error
-from encdec.utils.malloc import with_tcmalloc
+from encdec.utils.preload import with_fast_libraries
 
 
-@with_tcmalloc
+@with_fast_libraries
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="caption")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    # torch and the models are imported only after the tcmalloc restart (if any)
+    # torch and the models are imported only after the restart with the fast libraries (if any)
     from encdec.models.captioning import CaptioningModule
     from encdec.models.loading import load_model
     from encdec.search import DecodingConfig

@@ -17,7 +17,7 @@ from encdec.train import print_test_report, start_run
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run, log_run_config
-from encdec.utils.malloc import with_tcmalloc
+from encdec.utils.preload import with_fast_libraries
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@with_tcmalloc
+@with_fast_libraries
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -32,7 +32,7 @@ from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run, log_run_config
-from encdec.utils.malloc import with_tcmalloc
+from encdec.utils.preload import with_fast_libraries
 from encdec.utils.run_dir import check_output_dir
 from encdec.utils.validation import check_devices, validate_config
 
@@ -150,7 +150,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     return metrics
 
 
-@with_tcmalloc
+@with_fast_libraries
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:

@@ -3,10 +3,10 @@
 ``echo "Ein Hund läuft." | python -m encdec.translate ckpt_path=... [decoding.beam_size=1]``
 """
 
-from encdec.utils.malloc import restart_with_tcmalloc
+from encdec.utils.preload import restart_with_fast_libraries
 
 if __name__ == "__main__":  # before the imports below: a restart then repeats only Python's start
-    restart_with_tcmalloc()
+    restart_with_fast_libraries()
 
 import sys  # noqa: E402
 
