@@ -42,7 +42,7 @@ from encdec.models.loading import load_model
 from encdec.search import DECODING_PRECISIONS, DecodingConfig, decoding_autocast
 from encdec.train import build_data_and_model
 from encdec.utils.config import compose
-from encdec.utils.preload import with_fast_libraries
+from encdec.utils.preload import first_cpu_info, with_fast_libraries
 
 FAMILIES = ("transformer", "attention", "rnn")
 
@@ -223,20 +223,12 @@ def run_family(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, or "" where there is none."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    models = (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    return next(models, "")
-
-
 def machine() -> dict[str, Any]:
     description = {
         "date": time.strftime("%Y-%m-%d"),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-        "cpu_model": cpu_model(),
+        "cpu_model": first_cpu_info().get("model name", ""),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -48,14 +48,21 @@ def find_tcmalloc() -> Path | None:
     )
 
 
-def is_amd_cpu_with_avx512() -> bool:
-    if platform.machine() != "x86_64" or not CPUINFO.is_file():
-        return False
+def first_cpu_info() -> dict[str, str]:
+    """The fields of the first CPU in /proc/cpuinfo ("vendor_id", "flags", ...), or {}."""
+    if not CPUINFO.is_file():
+        return {}
     first_cpu = CPUINFO.read_text().split("\n\n", 1)[0]
-    fields = {
+    return {
         key.strip(): value.strip()
         for key, _, value in (line.partition(":") for line in first_cpu.splitlines())
     }
+
+
+def is_amd_cpu_with_avx512() -> bool:
+    if platform.machine() != "x86_64":
+        return False
+    fields = first_cpu_info()
     has_avx512 = "avx512f" in fields.get("flags", "").split()
     return fields.get("vendor_id") == "AuthenticAMD" and has_avx512
 
