@@ -6,8 +6,11 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 
+from encdec.data.collate import collate_pairs
 from encdec.data.scan import ScanDataModule
+from encdec.data.tokenization import BOS_ID, EOS_ID, PAD_ID
 from encdec.data.translation import TranslationDataModule
 from encdec.utils.errors import UserError
 from tests.conftest import SHARED_DATA
@@ -155,3 +158,16 @@ def test_hub_loader_reads_a_dataset_directory(tmp_path):
     assert module.texts("val") == ([p[0] for p in PAIRS], [p[1] for p in PAIRS])
     module.setup("test")
     assert len(module.datasets["test"]) == 3
+
+
+def test_collated_pairs_are_right_padded_with_bos_and_eos():
+    examples = [
+        {"source_ids": [5, 6, 7], "target_ids": [8], "source": "a", "target": "b", "index": 0},
+        {"source_ids": [9], "target_ids": [10, 11], "source": "c", "target": "d", "index": 1},
+    ]
+    batch = collate_pairs(examples)
+    assert batch["source"].tolist() == [[5, 6, 7, EOS_ID], [9, EOS_ID, PAD_ID, PAD_ID]]
+    assert batch["source_mask"].tolist() == [[True] * 4, [True, True, False, False]]
+    assert batch["target_in"].tolist() == [[BOS_ID, 8, PAD_ID], [BOS_ID, 10, 11]]
+    assert batch["target_out"].tolist() == [[8, EOS_ID, PAD_ID], [10, 11, EOS_ID]]
+    assert batch["target_out"].dtype == torch.long and batch["index"].tolist() == [0, 1]
