@@ -4,6 +4,7 @@ Never ``strategy=ddp`` inside the pytest process (its children would re-run pyte
 here is the CLI in a subprocess, with a timeout.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -127,3 +128,19 @@ def test_ddp_child_exits_when_the_main_process_dies(tmp_path):
             break
         time.sleep(1)
     assert not survivors, f"rank 1 still running: pids {survivors}"
+
+
+@pytest.mark.slow
+def test_ddp_train_summary_counts_the_tokens_of_every_rank(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        *TINY_DDP,
+        "+callbacks.count._target_=tests.token_counts.CountTargetTokens",
+        f"hydra.run.dir={run_dir}",
+        root=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    per_rank = [json.loads((run_dir / f"target_tokens_rank{r}.json").read_text()) for r in (0, 1)]
+    assert summary["world_size"] == 2 and min(per_rank) > 0
+    assert summary["target_tokens"] == sum(per_rank)

@@ -1,7 +1,8 @@
 """Training throughput: target tokens/s and source+target tokens/s, logged and summarised.
 
 Only time inside training batches counts (forward, backward, optimizer step), so validation
-does not dilute the figure; the summary also records the whole fit's wall time.
+does not dilute the figure; the summary also records the whole fit's wall time. Under DDP the
+figures are the whole job's: tokens summed over ranks, over the slowest rank's time.
 """
 
 import json
@@ -77,24 +78,37 @@ class ThroughputMonitor(L.Callback):
     def _flush(self, pl_module: L.LightningModule) -> None:
         if window := self._close_window(pl_module):
             target, source, seconds = window
-            pl_module.log_dict(
+            pl_module.log_dict(  # each rank's rate, summed over ranks
                 {
                     "train/target_tokens_per_s": target / seconds,
                     "train/tokens_per_s": (target + source) / seconds,
-                }
+                },
+                sync_dist=True,
+                reduce_fx="sum",
             )
 
-    def summary(self) -> dict[str, float]:
-        target, source = self.total_tokens.tolist()
-        seconds = max(self.train_seconds, 1e-9)
+    def _job_totals(self, trainer: L.Trainer) -> tuple[int, int, float]:
+        """(target tokens, source tokens) summed over ranks, and the slowest rank's seconds."""
+        tokens = self.total_tokens.to(trainer.strategy.root_device)
+        seconds = torch.tensor([self.train_seconds], dtype=torch.float64, device=tokens.device)
+        if trainer.world_size > 1:
+            tokens = trainer.strategy.reduce(tokens, reduce_op="sum")
+            seconds = trainer.strategy.reduce(seconds, reduce_op="max")
+        target, source = tokens.tolist()
+        return target, source, seconds.item()
+
+    def summary(self, trainer: L.Trainer) -> dict[str, float]:
+        target, source, seconds = self._job_totals(trainer)
+        seconds = max(seconds, 1e-9)
         memory = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             memory["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
         return {
             "parameters": self.parameters,
-            **memory,
+            "world_size": trainer.world_size,
+            **memory,  # of rank 0
             "fit_wall_seconds": time.perf_counter() - self.fit_start,
-            "train_seconds": self.train_seconds,
+            "train_seconds": seconds,
             "target_tokens": target,
             "target_tokens_per_s": target / seconds,
             "tokens_per_s": (target + source) / seconds,
@@ -102,6 +116,7 @@ class ThroughputMonitor(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._close_window(pl_module)  # the last partial window
+        summary = self.summary(trainer)  # every rank: the totals are reduced over ranks
         if trainer.is_global_zero:
             path = Path(trainer.default_root_dir) / "train_summary.json"
-            path.write_text(json.dumps(self.summary(), indent=2))
+            path.write_text(json.dumps(summary, indent=2))
