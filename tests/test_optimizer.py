@@ -9,7 +9,7 @@ from encdec.models.transformer import TransformerSeq2Seq
 from tests.conftest import TRAINING, VOCAB, random_batch
 
 
-def fitted_optimizer(**optimizer_settings) -> torch.optim.Optimizer:
+def fitted_optimizer(trainer_settings=None, **optimizer_settings) -> torch.optim.Optimizer:
     """The optimizer after two training steps of a tiny Transformer on CPU."""
     torch.manual_seed(0)
     settings = {**TRAINING, "optimizer": {**TRAINING["optimizer"], **optimizer_settings}}
@@ -23,15 +23,23 @@ def fitted_optimizer(**optimizer_settings) -> torch.optim.Optimizer:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        **(trainer_settings or {}),
     )
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([batch] * 2, batch_size=None))
     return trainer.optimizers[0]
 
 
 def test_adamw_is_fused_on_cpu_unless_foreach_is_asked():
-    assert fitted_optimizer().defaults["fused"] is True
+    assert fitted_optimizer({"gradient_clip_val": 1.0}).defaults["fused"] is True
     unfused = fitted_optimizer(foreach=True).defaults
     assert unfused["foreach"] is True and not unfused["fused"]
+
+
+def test_mixed_precision_with_gradient_clipping_trains_unfused():
+    """Lightning's mixed precision refuses to clip a fused optimizer's gradients."""
+    clipped = {"precision": "bf16-mixed", "gradient_clip_val": 1.0}
+    assert not fitted_optimizer(clipped).defaults["fused"]
+    assert fitted_optimizer({"precision": "bf16-mixed"}).defaults["fused"] is True
 
 
 def test_fused_adamw_steps_like_the_default_one():

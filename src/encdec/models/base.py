@@ -170,7 +170,11 @@ class Seq2SeqModule(L.LightningModule):
             ]
         if "foreach" not in settings:  # AdamW's fused kernel: 2.6x faster than its CPU default
             trainable = [p for group in groups for p in group["params"]]
-            settings.setdefault("fused", supports_fused_adamw(trainable))
+            # Lightning's mixed precision refuses to clip the gradients of a fused optimizer
+            mixed_clipped = "mixed" in str(self.trainer.precision) and bool(
+                self.trainer.gradient_clip_val
+            )
+            settings.setdefault("fused", supports_fused_adamw(trainable) and not mixed_clipped)
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], **settings)
         scheduler_settings = dict(self.scheduler_settings)
         scheduler = build_scheduler(
