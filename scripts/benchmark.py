@@ -35,6 +35,8 @@ from typing import Any
 import lightning as L
 import sacrebleu
 import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity
 from torch.utils.flop_counter import FlopCounterMode
 
 from encdec.data.tokenization import PAD_ID
@@ -69,11 +71,11 @@ def matmul_peak(
 
 
 class TimedBatches(L.Callback):
-    """Times training batches ``warmup`` .. the last and keeps them for counting. Batches are
-    counted across epochs (``batch_idx`` restarts at each epoch)."""
+    """Times training batches ``warmup`` .. ``warmup + steps - 1`` and keeps them for counting.
+    Batches are counted across epochs (``batch_idx`` restarts at each epoch)."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup = warmup
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps = warmup, steps
         self.seen = 0
         self.start = self.seconds = 0.0
         self.batches: list[dict[str, torch.Tensor]] = []
@@ -84,14 +86,63 @@ class TimedBatches(L.Callback):
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.seen >= self.warmup:
+        if self.warmup <= self.seen < self.warmup + self.steps:
             keys = ("source", "source_mask", "target_in", "target_out")
             self.batches.append({key: batch[key] for key in keys})  # on device: no sync
         self.seen += 1
+        if self.seen == self.warmup + self.steps:
+            synchronize(pl_module.device)
+            self.seconds = time.perf_counter() - self.start
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        synchronize(pl_module.device)
-        self.seconds = time.perf_counter() - self.start
+
+class ProfiledBatches(L.Callback):
+    """``torch.profiler`` over ``count`` training batches from batch ``start`` on (counted
+    across epochs): the busiest ops, how many ops the host runs per step and, on a GPU, how
+    much of a step the GPU is busy (well under 1: the GPU waits on the host)."""
+
+    def __init__(self, start: int, count: int) -> None:
+        self.start, self.count = start, count
+        self.seen = 0
+        self.begin = 0.0
+        self.profiler: torch.profiler.profile | None = None
+        self.summary: dict[str, Any] = {}
+        self.table = ""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.count and self.seen == self.start:
+            synchronize(pl_module.device)
+            activities = [ProfilerActivity.CPU]
+            if pl_module.device.type == "cuda":
+                activities.append(ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.start()
+            self.begin = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen += 1
+        if self.profiler is not None and self.seen == self.start + self.count:
+            synchronize(pl_module.device)
+            wall_ms = (time.perf_counter() - self.begin) * 1e3 / self.count
+            self.profiler.stop()
+            self._summarise(self.profiler, wall_ms, on_gpu=pl_module.device.type == "cuda")
+            self.profiler = None
+
+    def _summarise(self, profiler: torch.profiler.profile, wall_ms: float, on_gpu: bool) -> None:
+        events = profiler.events()
+        on_host = [e for e in events if e.device_type == DeviceType.CPU]
+        host_ops = sum(e.name.startswith("aten::") for e in on_host)
+        kernels = [e for e in events if e.device_type != DeviceType.CPU]
+        busy_ms = sum(e.device_time_total for e in kernels) / 1e3 / self.count
+        self.summary = {
+            "profile_steps": self.count,
+            "profile_wall_ms_per_step": wall_ms,  # with the profiler's own overhead
+            "profile_aten_ops_per_step": host_ops / self.count,
+            "profile_device_kernels_per_step": len(kernels) / self.count if on_gpu else None,
+            "profile_device_busy_ms_per_step": busy_ms if on_gpu else None,
+            "profile_device_busy_fraction": busy_ms / wall_ms if on_gpu else None,
+        }
+        sort_by = "self_device_time_total" if on_gpu else "self_cpu_time_total"
+        self.table = profiler.key_averages().table(sort_by=sort_by, row_limit=30)
 
 
 def count_flops(model: L.LightningModule, batches: list[dict[str, torch.Tensor]]) -> int:
@@ -110,16 +161,17 @@ def count_flops(model: L.LightningModule, batches: list[dict[str, torch.Tensor]]
 def measure_training(
     cfg, datamodule, model, args: argparse.Namespace, device: torch.device
 ) -> dict[str, Any]:
-    timer = TimedBatches(args.warmup)
+    timer = TimedBatches(args.warmup, args.steps)
+    profiled = ProfiledBatches(args.warmup + args.steps, args.profile_steps)
     trainer = L.Trainer(
         accelerator=device.type,
         devices=1,
         precision=args.precision,
-        max_steps=args.warmup + args.steps,
+        max_steps=args.warmup + args.steps + args.profile_steps,
         limit_val_batches=0,
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         use_distributed_sampler=False,
-        callbacks=[timer],
+        callbacks=[timer, profiled],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -134,7 +186,10 @@ def measure_training(
     source = sum(int((b["source"] != PAD_ID).sum()) for b in timer.batches)
     padded = sum(b["target_out"].numel() + b["source"].numel() for b in timer.batches)
     flops = count_flops(model, timer.batches)
+    if profiled.table:
+        (Path(args.output) / f"{args.family}-profile.txt").write_text(profiled.table)
     return {
+        **profiled.summary,
         "parameters": sum(p.numel() for p in model.parameters()),
         "timed_steps": len(timer.batches),
         "train_seconds": timer.seconds,
@@ -260,7 +315,20 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
             f"| {number(r.get('beam5_sentences_per_s'), 1)} | {number(r.get('beam5_bleu'), 1)} "
             f"| {number(r.get('beam5_process_seconds'), 1)} |"
         )
-    return header + "\n".join(rows) + "\n"
+    profiles = [
+        f"- {r['family']}: {r['profile_steps']} steps under torch.profiler, "
+        f"{r['profile_wall_ms_per_step']:.1f} ms each, "
+        f"{r['profile_aten_ops_per_step']:,.0f} aten ops each"
+        + (
+            f", GPU busy {r['profile_device_busy_fraction']:.0%} of the time "
+            f"({r['profile_device_kernels_per_step']:,.0f} kernels each)"
+            if r["profile_device_busy_fraction"] is not None
+            else ""
+        )
+        for r in results
+        if "profile_steps" in r
+    ]
+    return header + "\n".join(rows) + "\n" + "".join(f"\n{line}" for line in profiles)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -281,6 +349,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch")
     parser.add_argument("--warmup", type=int, default=10, help="untimed batches first")
     parser.add_argument("--steps", type=int, default=50, help="timed batches")
+    parser.add_argument(
+        "--profile-steps",
+        type=int,
+        default=0,
+        help="batches after the timed ones to run under torch.profiler (FAMILY-profile.txt)",
+    )
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument(
         "--override", nargs="*", default=[], help="more Hydra overrides, e.g. model.dropout=0.1"

@@ -69,6 +69,7 @@ def test_benchmark_measures_training_and_decoding(tmp_path):
         "--decode-batch-size=8",
         "--warmup=1",
         "--steps=2",
+        "--profile-steps=2",
         "--max-tokens=256",
         f"--output={output}",
         "--override",
@@ -97,8 +98,13 @@ def test_benchmark_measures_training_and_decoding(tmp_path):
         assert 0 <= measured[f"{search}_bleu"] <= 100
         assert measured[f"{search}_sentences_per_s"] > 0
         assert measured[f"{search}_process_seconds"] > measured[f"{search}_seconds"]
+    assert measured["profile_steps"] == 2 and measured["profile_aten_ops_per_step"] > 100
+    assert measured["profile_wall_ms_per_step"] > 0
+    assert measured["profile_device_busy_fraction"] is None  # no GPU: the host is the device
+    assert "Self CPU" in (output / "transformer-profile.txt").read_text()
     table = (output / "benchmark.md").read_text()
     assert "| transformer | " in table and "MFU bf16" in table
+    assert "- transformer: 2 steps under torch.profiler" in table
 
 
 def test_timed_batches_count_across_epochs():
@@ -107,7 +113,7 @@ def test_timed_batches_count_across_epochs():
     spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    timer = benchmark.TimedBatches(warmup=2)
+    timer = benchmark.TimedBatches(warmup=2, steps=3)
     module = SimpleNamespace(device=torch.device("cpu"))
     batch = {key: torch.zeros(1) for key in ("source", "source_mask", "target_in", "target_out")}
     starts = []
@@ -118,4 +124,4 @@ def test_timed_batches_count_across_epochs():
             starts.append(timer.start)
     assert starts[:2] == [0.0, 0.0] and starts[2] > 0
     assert len(set(starts[2:])) == 1  # not restarted in the second epoch
-    assert len(timer.batches) == 4
+    assert len(timer.batches) == 3 and timer.seconds > 0  # the sixth batch is not timed
