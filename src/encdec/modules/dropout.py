@@ -41,7 +41,9 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu" or self.keep_threshold == 0:
             return F.dropout(x, self.p, training=True)
-        keep = keep_mask(x.shape, self.keep_threshold)
+        # the mask as 0/1 in x's dtype, through uint8 (8x faster than from bool to bf16); a bool
+        # mask would be converted inside the product, and again in backward
+        keep = keep_mask(x.shape, self.keep_threshold).view(torch.uint8).to(x.dtype)
         return (x * keep).mul_(LANE_VALUES / self.keep_threshold)
 
     def extra_repr(self) -> str:
