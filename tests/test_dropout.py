@@ -61,6 +61,7 @@ def test_edges_match_nn_dropout() -> None:
     x = torch.randn(3, 4)
     assert Dropout(0.5).eval()(x) is x
     assert Dropout(0.0).train()(x) is x
+    assert Dropout(1e-6).train()(x) is x  # rounds to 0; was: every element dropped
     assert torch.equal(Dropout(1.0).train()(x), nn.Dropout(1.0).train()(x))  # all zeros
     for p in (-0.1, 1.5):
         with pytest.raises(ValueError, match="between 0 and 1"):

@@ -41,6 +41,8 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu" or self.keep_threshold == 0:
             return F.dropout(x, self.p, training=True)
+        if self.keep_threshold == LANE_VALUES:  # p < 1/65536 rounds to 0 (32768 is no int16)
+            return x
         # the mask as 0/1 in x's dtype, through uint8 (8x faster than from bool to bf16); a bool
         # mask would be converted inside the product, and again in backward
         keep = keep_mask(x.shape, self.keep_threshold).view(torch.uint8).to(x.dtype)
