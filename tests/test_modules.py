@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from encdec.modules.attention import BahdanauAttention, LuongAttention, build_rnn_attention
+from encdec.modules.attention import (
+    BahdanauAttention,
+    LuongAttention,
+    MultiHeadAttention,
+    build_rnn_attention,
+)
+from encdec.modules.dropout import LANE_VALUES
 from tests.conftest import TINY_MODELS, random_batch
 
 TRANSFORMERS = [name for name in TINY_MODELS if name.startswith("transformer")]
@@ -75,3 +81,19 @@ def test_attention_builders_reject_unknown_kinds():
         build_rnn_attention("cosine", 4, 4)
     with pytest.raises(ValueError, match="query_size == key_size"):
         build_rnn_attention("dot", 4, 6)
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_cpu_training_attention_path_equals_sdpa(is_causal):
+    """Training with attention dropout on CPU takes the explicit softmax path (with the cheap
+    dropout); with a dropout that keeps everything it must equal SDPA's attention."""
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(dim=16, num_heads=4, dropout=1e-9)  # keeps every weight
+    assert attention.weights_dropout.keep_threshold == LANE_VALUES
+    query, source = torch.randn(3, 6, 16), torch.randn(3, 6, 16)
+    mask = None if is_causal else torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] * 6])
+    mask = None if mask is None else mask[:, None, None, :]
+    keys, values = attention.project_kv(source)
+    explicit = attention.train()(query, keys, values, mask, is_causal)
+    sdpa = attention.eval()(query, keys, values, mask, is_causal)  # T > 1: SDPA
+    torch.testing.assert_close(explicit, sdpa)
