@@ -123,13 +123,17 @@ class MultiHeadAttention(nn.Module):
         # query: (B, T, D); keys/values: (B, H, S, D/H); mask: (B, 1, 1, S) True = attend
         query_heads = self._split_heads(self.query_proj(query))  # (B, H, T, D/H)
         dropout = self.dropout if self.training else 0.0
-        if self.keep_weights:
-            self.weights = attention_weights(query_heads, keys, mask, is_causal)  # (B, H, T, S)
-            heads = self.weights_dropout(self.weights) @ values
-        elif (query.size(1) == 1 and not self.training) or (dropout and query.device.type == "cpu"):
-            # one decoding step: two small matmuls, SDPA's CPU kernel is slower here in bf16;
-            # training on CPU: 1.4x faster than SDPA's math path with its dropout
-            weights = attention_weights(query_heads, keys, mask, is_causal)
+        explicit = (
+            self.keep_weights
+            # one decoding step: two small matmuls, SDPA's CPU kernel is slower here in bf16
+            or (query.size(1) == 1 and not self.training)
+            # training on CPU: 1.4x faster than SDPA's math path with PyTorch's dropout
+            or (dropout > 0 and query.device.type == "cpu")
+        )
+        if explicit:
+            weights = attention_weights(query_heads, keys, mask, is_causal)  # (B, H, T, S)
+            if self.keep_weights:
+                self.weights = weights
             heads = self.weights_dropout(weights) @ values
         else:
             heads = F.scaled_dot_product_attention(
