@@ -89,6 +89,17 @@ def random_batch(
     return src, src != 0
 
 
+def training_batches(count: int) -> list[dict[str, torch.Tensor]]:
+    """``count`` random translation batches (right-padded sources and targets) as a loader
+    yields them: ``source``, ``source_mask``, ``target_in``, ``target_out``."""
+    result = []
+    for seed in range(count):
+        src, src_mask = random_batch(seed=seed)
+        tgt, _ = random_batch(src_len=5, seed=seed + 100)
+        result.append({"source": src, "source_mask": src_mask, "target_in": tgt, "target_out": tgt})
+    return result
+
+
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """The real config as the CLI would build it, with the run dir at ``output_dir``."""
     cfg = compose(config_name, overrides, output_dir)

@@ -8,16 +8,7 @@ import pytest
 import torch
 
 from encdec.callbacks.nonfinite import NonFiniteGuard, TrainingDiverged
-from tests.conftest import TINY_MODELS, random_batch
-
-
-def batches(count: int) -> list[dict[str, torch.Tensor]]:
-    result = []
-    for seed in range(count):
-        src, src_mask = random_batch(seed=seed)
-        tgt, _ = random_batch(src_len=5, seed=seed + 100)
-        result.append({"source": src, "source_mask": src_mask, "target_in": tgt, "target_out": tgt})
-    return result
+from tests.conftest import TINY_MODELS, training_batches
 
 
 class WeightsAcrossBatch(L.Callback):
@@ -52,7 +43,7 @@ def fit(model, guard: NonFiniteGuard, nan_batches: set[int], steps: int, *callba
         enable_model_summary=False,
         gradient_clip_val=1.0,
     )
-    loader = torch.utils.data.DataLoader(batches(steps), batch_size=None)
+    loader = torch.utils.data.DataLoader(training_batches(steps), batch_size=None)
     trainer.fit(model, train_dataloaders=loader)
 
 

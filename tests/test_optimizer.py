@@ -6,7 +6,7 @@ import torch
 
 from encdec.models.base import supports_fused_adamw
 from encdec.models.transformer import TransformerSeq2Seq
-from tests.conftest import TRAINING, VOCAB, random_batch
+from tests.conftest import TRAINING, VOCAB, training_batches
 
 
 def fitted_optimizer(trainer_settings=None, **optimizer_settings) -> torch.optim.Optimizer:
@@ -14,9 +14,6 @@ def fitted_optimizer(trainer_settings=None, **optimizer_settings) -> torch.optim
     torch.manual_seed(0)
     settings = {**TRAINING, "optimizer": {**TRAINING["optimizer"], **optimizer_settings}}
     model = TransformerSeq2Seq(VOCAB, VOCAB, **settings, d_model=32, num_heads=4, ff_dim=64)
-    src, src_mask = random_batch()
-    tgt, _ = random_batch(src_len=5, seed=1)
-    batch = {"source": src, "source_mask": src_mask, "target_in": tgt, "target_out": tgt}
     trainer = L.Trainer(
         max_steps=2,
         logger=False,
@@ -25,7 +22,8 @@ def fitted_optimizer(trainer_settings=None, **optimizer_settings) -> torch.optim
         enable_model_summary=False,
         **(trainer_settings or {}),
     )
-    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([batch] * 2, batch_size=None))
+    loader = torch.utils.data.DataLoader(training_batches(2), batch_size=None)
+    trainer.fit(model, train_dataloaders=loader)
     return trainer.optimizers[0]
 
 

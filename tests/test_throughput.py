@@ -7,18 +7,13 @@ import torch
 
 from encdec.callbacks.throughput import ThroughputMonitor
 from encdec.data.tokenization import PAD_ID
-from tests.conftest import TINY_MODELS, random_batch
+from tests.conftest import TINY_MODELS, training_batches
 from tests.token_counts import CountTargetTokens
 
 
 def test_summary_counts_the_real_target_tokens_trained_on(tmp_path):
     torch.manual_seed(0)
-    batches = []
-    for seed in range(5):
-        src, src_mask = random_batch(seed=seed)
-        tgt, _ = random_batch(src_len=6, seed=seed + 10)  # right-padded: padding is not counted
-        batch = {"source": src, "source_mask": src_mask, "target_in": tgt, "target_out": tgt}
-        batches.append(batch)
+    batches = training_batches(5)  # right-padded targets: padding is not counted
     monitor, counter = ThroughputMonitor(log_every_n_steps=2), CountTargetTokens()
     trainer = L.Trainer(
         default_root_dir=tmp_path,
