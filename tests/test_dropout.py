@@ -31,6 +31,8 @@ def test_every_lane_of_a_random_word_is_used() -> None:
     mask = keep_mask(torch.Size([4_000_000]), keep_threshold=16384)  # keep half
     per_lane = mask.view(-1, 4).float().mean(dim=0)
     assert torch.allclose(per_lane, torch.full((4,), 0.5), atol=0.002)
+    assert keep_mask(torch.Size([1000]), keep_threshold=LANE_VALUES).all()  # keep everything
+    assert not keep_mask(torch.Size([1000]), keep_threshold=0).any()
     # neighbouring lanes are independent: both kept a quarter of the time
     both = (mask.view(-1, 4)[:, 2] & mask.view(-1, 4)[:, 3]).float().mean().item()
     assert abs(both - 0.25) < 0.002

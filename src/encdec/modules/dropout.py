@@ -25,7 +25,8 @@ def keep_mask(shape: torch.Size, keep_threshold: int) -> torch.Tensor:
     # random_() on int64 fills bits 0..62: each 16-bit lane has its low 15 bits random
     words = torch.empty((numel + 3) // 4, dtype=torch.int64).random_()
     lanes = words.view(torch.int16)[:numel].view(shape)
-    return (lanes & (LANE_VALUES - 1)) < keep_threshold
+    # <= threshold - 1: a threshold of 32768 (keep all) is no int16 and would wrap to -32768
+    return (lanes & (LANE_VALUES - 1)) <= keep_threshold - 1
 
 
 class Dropout(nn.Module):
@@ -41,7 +42,7 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu" or self.keep_threshold == 0:
             return F.dropout(x, self.p, training=True)
-        if self.keep_threshold == LANE_VALUES:  # p < 1/65536 rounds to 0 (32768 is no int16)
+        if self.keep_threshold == LANE_VALUES:  # p < 1/65536 rounds to 0: nothing to draw
             return x
         # the mask as 0/1 in x's dtype, through uint8 (8x faster than from bool to bf16); a bool
         # mask would be converted inside the product, and again in backward
