@@ -94,8 +94,7 @@ class MultiHeadAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"d_model {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.dropout = dropout
-        self.weights_dropout = Dropout(dropout)  # on the explicit path
+        self.weights_dropout = Dropout(dropout)  # on the explicit path; SDPA takes its p
         self.query_proj = nn.Linear(dim, dim)
         self.kv_proj = nn.Linear(dim, 2 * dim)
         self.out_proj = nn.Linear(dim, dim)
@@ -122,7 +121,7 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor:
         # query: (B, T, D); keys/values: (B, H, S, D/H); mask: (B, 1, 1, S) True = attend
         query_heads = self._split_heads(self.query_proj(query))  # (B, H, T, D/H)
-        dropout = self.dropout if self.training else 0.0
+        dropout = self.weights_dropout.p if self.training else 0.0
         explicit = (
             self.keep_weights
             # one decoding step: two small matmuls, SDPA's CPU kernel is slower here in bf16
