@@ -1,4 +1,5 @@
-"""Sweeps: the resumable Optuna study (Hydra sweeper and encdec.tune with pruning), bad input."""
+"""Sweeps: the resumable Optuna study (our Hydra sweeper and encdec.tune with pruning), Hydra's
+sweep grammar as Optuna distributions, bad input."""
 
 import os
 import subprocess
@@ -9,7 +10,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from encdec.sweeps import resume_study, resumed_sampler, search_space
+from encdec.sweeps import command_line, resume_study, resumed_sampler, search_space
 from encdec.utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,10 +61,45 @@ def test_search_space_reads_the_sweeper_grammar():
     assert space["seed"] == "7"  # a fixed value, not searched
 
 
-@pytest.mark.parametrize("value", ["normal(0, 1)", "interval(0.0"])
+def test_search_space_reads_ranges_as_the_basic_sweeper_steps_through_them():
+    space = search_space(
+        {
+            "a": "range(1, 5)",  # 1..4, as the basic sweeper
+            "b": "range(0, 1, 0.3)",  # 0.0, 0.3, 0.6, 0.9: no rounding error in the last
+            "c": "tag(log, range(1, 100))",
+            "d": "choice('x,y', 2, 0.5)",
+        }
+    )
+    assert (space["a"].low, space["a"].high, space["a"].step) == (1, 4, 1)
+    assert (space["b"].low, space["b"].high, space["b"].step) == (0.0, 0.9, 0.3)
+    assert space["c"].log and (space["c"].low, space["c"].high) == (1, 99)
+    assert space["d"].choices == ("x\\,y", 2, 0.5)  # the string as a command line spells it
+
+
+def test_command_line_overrides_read_as_params():
+    params = command_line(["model=rnn", "model.dropout=interval(0.0, 0.5)", "~model.cell"])
+    assert params == {"model": "rnn", "model.dropout": "interval(0.0, 0.5)", "~model.cell": "null"}
+    assert search_space(params, where="")["model"] == "rnn"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "normal(0, 1)",
+        "interval(0.0",
+        "interval(0.5, 0.0)",
+        "range(3, 3)",
+        "tag(lgo, interval(0.1, 1))",
+        "tag(log, choice(0.1, 1))",
+        "glob(*)",
+    ],
+)
 def test_search_space_rejects_unknown_distributions_naming_the_key(value):
-    with pytest.raises(UserError, match=r"hydra.sweeper.params.model.dropout: .* not an Optuna"):
+    with pytest.raises(
+        UserError, match=r"hydra.sweeper.params.model.dropout: .* not an Optuna"
+    ) as error:
         search_space({"model.dropout": value})
+    assert "\n" not in str(error.value)  # one line
 
 
 def test_resume_study_fails_the_interrupted_trial_and_counts_finished(tmp_path):
@@ -95,6 +131,7 @@ def test_optuna_sweep_resumes_to_its_total_number_of_trials(tmp_path):
     search = ["-m", "hparams_search=transformer", *TINY]
     first = run_cli("encdec.train", *search, "hydra.sweeper.n_trials=2", root=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "Error importing" not in first.stdout + first.stderr  # no plugin missing
     assert [t.state.name for t in load(tmp_path).trials] == ["COMPLETE", "COMPLETE"]
     again = run_cli("encdec.train", *search, "hydra.sweeper.n_trials=3", root=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -102,6 +139,50 @@ def test_optuna_sweep_resumes_to_its_total_number_of_trials(tmp_path):
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
     assert trials[2].params != trials[0].params
     assert all(0.0 <= t.value <= 100.0 for t in trials)  # val/exact_match_best, returned
+
+
+@pytest.mark.slow
+def test_optuna_sweep_searches_the_command_line_in_batches_of_n_jobs(tmp_path):
+    search = [
+        "-m",
+        "hparams_search=optuna",
+        *TINY,
+        "model.dropout=interval(0.0, 0.5)",
+        "model.label_smoothing=choice(0.0, 0.1)",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+    ]
+    first = run_cli("encdec.train", *search, root=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Error importing" not in first.stdout + first.stderr
+    assert "Launching 2 jobs locally" in first.stdout  # one batch
+    trials = load(tmp_path).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert all(t.params.keys() == {"model.dropout", "model.label_smoothing"} for t in trials)
+    again = run_cli("encdec.train", *search, root=tmp_path)  # the same command: nothing to run
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 of 2 trials done" in again.stdout and "Launching" not in again.stdout
+    assert len(load(tmp_path).trials) == 2
+
+
+@pytest.mark.slow
+def test_optuna_sweep_stops_when_more_trials_fail_than_allowed(tmp_path):
+    result = run_cli(
+        "encdec.train",
+        "-m",
+        "hparams_search=transformer",
+        *TINY,
+        "hydra.sweeper.n_trials=3",
+        "+callbacks.boom._target_=tests.crash.RaiseAt",
+        "+callbacks.boom.step=1",
+        root=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: 1 of 1 trials failed, more than hydra.sweeper.max_failure_rate=0.0: "
+        "trial 0: RuntimeError: boom at step 1"
+    )
+    assert [t.state.name for t in load(tmp_path).trials] == ["FAIL"]  # the first batch only
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from encdec.callbacks.pruning import OptunaPruning
-from encdec.sweeps import make_storage_dir, resume_study, resumed_sampler, search_space
+from encdec.sweeps import open_study, search_space, summary
 from encdec.train import train
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError, exit_on_user_error
@@ -27,17 +27,6 @@ from encdec.utils.loggers import finishing_wandb_run
 from encdec.utils.preload import with_fast_libraries
 
 log = logging.getLogger(__name__)
-
-
-def open_study(sweeper: DictConfig, pruner: DictConfig, finished: int) -> optuna.Study:
-    return optuna.create_study(
-        study_name=sweeper.study_name,
-        storage=sweeper.storage,
-        sampler=resumed_sampler(sweeper.sampler, finished),
-        pruner=hydra.utils.instantiate(pruner),
-        direction=sweeper.direction,
-        load_if_exists=True,
-    )
 
 
 def trial_config(overrides: list[str], output_dir: Path) -> DictConfig:
@@ -90,24 +79,12 @@ def tune(cfg: DictConfig) -> optuna.Study:
             "encdec.tune trains in this process: trainer.devices=1 (DDP trials: encdec.train -m)"
         )
     sweeper = hydra_config.sweeper
-    space = search_space(dict(sweeper.params or {}))
-    make_storage_dir(sweeper.storage)
-    finished = 0
-    if sweeper.storage and sweeper.study_name:
-        finished = resume_study(sweeper.storage, sweeper.study_name)
-    study = open_study(sweeper, cfg.pruner, finished)
+    space = search_space(dict(sweeper.params))
+    study, finished = open_study(sweeper, hydra.utils.instantiate(cfg.pruner))
     task_overrides = list(hydra_config.overrides.task)
     for _ in range(max(sweeper.n_trials - finished, 0)):
         run_trial(study, space, cfg, task_overrides)
-    states = [t.state.name.lower() for t in study.trials]
-    print(
-        f"study {study.study_name}: "
-        + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
-    )
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if completed:
-        best = study.best_trial
-        print(f"best: trial {best.number}, {cfg.optimized_metric}={best.value:.4g}, {best.params}")
+    print("\n".join(summary(study, cfg.optimized_metric)))
     return study
 
 
