@@ -4,8 +4,10 @@ Never ``strategy=ddp`` inside the pytest process (its children would re-run pyte
 here is the CLI in a subprocess, with a timeout.
 """
 
+import csv
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ import pytest
 import yaml
 
 from encdec.distributed import config_differences
+from encdec.utils.loggers import CSVLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DDP = [
@@ -50,6 +53,54 @@ def test_config_differences_names_dotted_keys():
     theirs = {"seed": 1, "model": {"dropout": 0.3, "d_model": 32}, "tags": ["b"], "extra": 1}
     assert config_differences(mine, theirs) == ["extra", "model.dropout", "tags"]
     assert config_differences(mine, mine) == []
+
+
+def test_csv_logger_copies_in_two_processes_append_to_one_file(tmp_path):
+    """As ``ddp_spawn`` does: the main process's logger (hyperparameters logged, so its writer
+    exists) is copied into the fit stage's process, then a fresh copy into the test stage's."""
+    logger = CSVLogger(tmp_path, name="csv", version="")
+    logger.log_hyperparams({"seed": 1})
+    in_main = pickle.dumps(logger)
+    fit, test = pickle.loads(in_main), pickle.loads(in_main)
+    fit.log_metrics({"train/loss": 2.0}, step=0)
+    fit.log_metrics({"val/loss": 1.5, "val/bleu": 3.0}, step=2)
+    fit.save()
+    test.log_metrics({"test/bleu": 4.0}, step=2)
+    test.save()
+    with (tmp_path / "csv" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [{k: v for k, v in row.items() if v} for row in rows] == [
+        {"step": "0", "train/loss": "2.0"},
+        {"step": "2", "val/bleu": "3.0", "val/loss": "1.5"},
+        {"step": "2", "test/bleu": "4.0"},
+    ]
+
+
+@pytest.mark.slow
+def test_ddp_sim_as_the_readme_gives_it_trains_tests_and_logs_every_stage(tmp_path):
+    """``trainer=ddp_sim`` is ``ddp_spawn``: fit and test each run in newly spawned processes,
+    and both stages' rows must land in the one ``metrics.csv`` (the test stage used to fail
+    rewriting the header of the file the fit stage wrote). Default loggers (W&B offline + CSV)."""
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "trainer=ddp_sim",
+        "model=attention",
+        "model.embedding_dim=16",
+        "model.hidden_size=32",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        f"hydra.run.dir={run_dir}",
+        root=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert {"val/loss", "val/bleu", "val/exact_match", "test/bleu"} <= set(rows[0])
+    assert any(row["val/exact_match"] for row in rows)  # the fit stage's validation
+    assert any(row["test/exact_match"] for row in rows)
+    assert (run_dir / "test_metrics.json").is_file()
 
 
 @pytest.mark.slow
