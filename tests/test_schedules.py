@@ -1,11 +1,18 @@
-"""Learning-rate schedules: shapes, and state that survives a resume."""
+"""Learning-rate schedules: shapes, state that survives a resume, and time-only budgets."""
 
+import json
 import math
 
 import pytest
 import torch
 
-from encdec.schedules import build_scheduler
+from encdec.schedules import build_scheduler, check_step_budget
+from encdec.train import train
+from encdec.utils.errors import UserError
+from tests.conftest import FAST, compose_config
+
+NO_STEP_BUDGET = "model.scheduler.name=cosine needs a step budget: set trainer.max_steps or"
+TIME_ONLY = ["trainer.max_epochs=-1", "trainer.max_steps=-1", "trainer.max_time=00:00:00:05"]
 
 
 def _rates(name: str, steps: int, **kwargs) -> list[float]:
@@ -63,3 +70,57 @@ def test_unknown_schedule():
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
     with pytest.raises(ValueError, match="choose inverse_sqrt, noam, cosine or constant"):
         build_scheduler(optimizer, "linear", total_steps=1, d_model=1)
+
+
+@pytest.mark.parametrize("name", ["inverse_sqrt", "noam", "constant"])
+def test_schedules_without_a_total_build_for_endless_training(name):
+    """Lightning's estimate of the steps is infinite under a time-only budget."""
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(optimizer, name, total_steps=math.inf, d_model=256)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert 0 < optimizer.param_groups[0]["lr"] < math.inf
+
+
+@pytest.mark.parametrize("total_steps", [math.inf, -1])  # -1: an endless loader, no max_steps
+def test_cosine_without_a_total_is_a_user_error(total_steps):
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(UserError, match=NO_STEP_BUDGET):
+        build_scheduler(optimizer, "cosine", total_steps=total_steps, d_model=1)
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "max_epochs", "max_time", "budget"),
+    [
+        (-1, -1, "00:08:00:00", False),
+        (-1, -1, None, False),
+        (-1, None, "00:08:00:00", False),  # Lightning: no epoch limit when max_time is set
+        (-1, None, None, True),  # Lightning: 1000 epochs
+        (100, -1, "00:08:00:00", True),
+        (-1, 3, "00:08:00:00", True),
+    ],
+)
+def test_step_budget_check_follows_lightnings_limits(max_steps, max_epochs, max_time, budget):
+    check_step_budget("constant", max_steps, max_epochs, max_time)  # needs no budget
+    if budget:
+        check_step_budget("cosine", max_steps, max_epochs, max_time)
+    else:
+        with pytest.raises(UserError, match=NO_STEP_BUDGET):
+            check_step_budget("cosine", max_steps, max_epochs, max_time)
+
+
+def test_time_only_budget_trains_until_the_time_is_up_and_tests(tmp_path):
+    """No step or epoch limit: only ``max_time`` ends training (inverse_sqrt, the default)."""
+    tiny = ["model.embedding_dim=16", "model.hidden_size=32"]
+    cfg = compose_config("train", [*FAST, *TIME_ONLY, *tiny], tmp_path / "run")
+    metrics = train(cfg)
+    assert "test/bleu" in metrics and "val/bleu" in metrics
+    assert json.loads((tmp_path / "run" / "test_metrics.json").read_text())["sentences"] > 0
+
+
+def test_cosine_under_a_time_only_budget_stops_before_training(tmp_path):
+    cfg = compose_config("train", [*FAST, *TIME_ONLY, "model.scheduler.name=cosine"], tmp_path)
+    with pytest.raises(UserError, match=NO_STEP_BUDGET):
+        train(cfg)
+    assert not (tmp_path / "tokenizer").exists()  # stopped before any data was read

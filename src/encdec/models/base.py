@@ -180,7 +180,7 @@ class Seq2SeqModule(L.LightningModule):
         scheduler = build_scheduler(
             optimizer,
             scheduler_settings.pop("name"),
-            total_steps=int(self.trainer.estimated_stepping_batches),
+            total_steps=self.trainer.estimated_stepping_batches,  # inf under a time budget
             d_model=getattr(self, "d_model", 512),
             **scheduler_settings,
         )

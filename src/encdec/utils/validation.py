@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from encdec.data.tokenization import load_or_train_tokenizer
 from encdec.modules.image_encoders import image_encoder_class
-from encdec.schedules import build_scheduler
+from encdec.schedules import build_scheduler, check_step_budget
 from encdec.search import DecodingConfig
 from encdec.utils.errors import UserError
 
@@ -95,6 +95,10 @@ def validate_config(cfg: DictConfig) -> None:
     if "decoding" in cfg:
         fields = {field.name: field.type for field in dataclasses.fields(DecodingConfig)}
         check_settings(_values(cfg.decoding), fields, set(), "decoding")
+    scheduler, trainer = OmegaConf.select(cfg, "model.scheduler.name"), cfg.get("trainer")
+    if scheduler is not None and trainer is not None:  # Lightning's defaults where unset
+        limits = trainer.get("max_steps", -1), trainer.get("max_epochs"), trainer.get("max_time")
+        check_step_budget(scheduler, *limits)
 
 
 def check_devices(trainer: DictConfig) -> None:
