@@ -17,7 +17,9 @@ configuration of ``conf/experiment/multi30k_<family>.yaml``:
   ``--decode-batch-size`` sentences at ``--decode-precision`` (sentences/s inside the process,
   and the wall time of the whole ``encdec.translate`` process) and the sacreBLEU of each.
 
-Writes ``benchmark.json`` and ``benchmark.md`` (a table) into ``--output``.
+Writes ``benchmark.json`` and ``benchmark.md`` (a table) into ``--output``. Run it through
+``python -m encdec.fast scripts/benchmark.py ...`` to measure with tcmalloc and the MKL shim
+preloaded, as the documented figures were; the JSON records ``LD_PRELOAD``.
 """
 
 import argparse
@@ -44,7 +46,7 @@ from encdec.models.loading import load_model
 from encdec.search import DECODING_PRECISIONS, DecodingConfig, decoding_autocast
 from encdec.train import build_data_and_model
 from encdec.utils.config import compose
-from encdec.utils.preload import first_cpu_info, with_fast_libraries
+from encdec.utils.preload import first_cpu_info
 
 FAMILIES = ("transformer", "attention", "rnn")
 
@@ -374,7 +376,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-@with_fast_libraries  # as the entry points: tcmalloc and the MKL shim (encdec.utils.preload)
 def main() -> None:
     args = parse_args()
     output = Path(args.output)

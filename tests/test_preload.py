@@ -1,5 +1,6 @@
-"""The entry points restart once with tcmalloc and, on AMD CPUs with AVX-512, the MKL vendor shim
-preloaded, when each is there and not yet loaded, and only then."""
+"""``python -m encdec.fast`` runs a command once with tcmalloc and, on AMD CPUs with AVX-512, the
+MKL vendor shim preloaded, when each is there and not yet loaded; the entry points themselves
+never restart."""
 
 import ctypes
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from encdec import fast
 from encdec.utils import preload
 
 AMD_CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512bw\n\n"
@@ -23,19 +25,29 @@ def fake_libraries(tmp_path, monkeypatch):
     for variable in ("LD_PRELOAD", "ENCDEC_TCMALLOC", "ENCDEC_MKL_AVX512"):
         monkeypatch.delenv(variable, raising=False)
     calls = []
-    monkeypatch.setattr(preload.os, "execve", lambda *args: calls.append(args))
+    monkeypatch.setattr(fast.os, "execve", lambda *args: calls.append(args))
     return tmp_path / preload.TCMALLOC_NAME, shim, calls
 
 
-def test_restarts_the_same_command_with_the_libraries_preloaded(fake_libraries, monkeypatch):
+@pytest.mark.parametrize(
+    ("arguments", "command"),
+    [
+        (["encdec.train", "model=rnn"], ["-m", "encdec.train", "model=rnn"]),
+        (["scripts/benchmark.py", "--steps", "3"], ["scripts/benchmark.py", "--steps", "3"]),
+    ],
+)
+def test_the_launcher_runs_the_command_once_with_the_libraries_preloaded(
+    fake_libraries, monkeypatch, arguments, command
+):
     tcmalloc, shim, calls = fake_libraries
     monkeypatch.setenv("LD_PRELOAD", "/other.so")
-    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "encdec.train", "model=rnn"])
-    preload.restart_with_fast_libraries()
+    monkeypatch.setattr(sys, "argv", ["encdec.fast", *arguments])
+    fast.main()
     ((executable, argv, environment),) = calls
-    assert executable == sys.executable
-    assert argv == [sys.executable, "-m", "encdec.train", "model=rnn"]
+    assert executable == sys.executable and argv == [sys.executable, *command]
     assert environment["LD_PRELOAD"] == f"{tcmalloc}:{shim}:/other.so"
+    monkeypatch.setenv("LD_PRELOAD", environment["LD_PRELOAD"])
+    assert "tcmalloc" in preload.loaded_libraries() and "vendor shim" in preload.loaded_libraries()
 
 
 @pytest.mark.parametrize(
@@ -47,23 +59,36 @@ def test_each_library_can_be_turned_off(fake_libraries, monkeypatch, turned_off,
     assert [library.name for library in preload.fast_libraries()] == expected
 
 
-def test_no_restart_when_turned_off_or_already_loaded(fake_libraries, monkeypatch):
-    tcmalloc, shim, calls = fake_libraries
+def test_nothing_added_when_turned_off_or_already_loaded(fake_libraries, monkeypatch):
+    tcmalloc, shim, _ = fake_libraries
     monkeypatch.setenv("LD_PRELOAD", f"{tcmalloc}:{shim}")
-    preload.restart_with_fast_libraries()
+    assert preload.preload_environment()["LD_PRELOAD"] == f"{tcmalloc}:{shim}"
     monkeypatch.delenv("LD_PRELOAD")
     monkeypatch.setenv("ENCDEC_TCMALLOC", "0")
     monkeypatch.setenv("ENCDEC_MKL_AVX512", "0")
-    preload.restart_with_fast_libraries()
-    assert calls == []
+    assert preload.preload_environment()["LD_PRELOAD"] == ""
 
 
-def test_no_restart_without_the_libraries(fake_libraries, monkeypatch, tmp_path):
-    _, _, calls = fake_libraries
+def test_without_the_libraries_the_log_says_what_a_run_got(fake_libraries, monkeypatch, tmp_path):
     monkeypatch.setattr(preload, "LIBRARY_DIRS", (str(tmp_path / "empty"),))
     monkeypatch.setattr(preload, "is_amd_cpu_with_avx512", lambda: False)
-    preload.restart_with_fast_libraries()
-    assert calls == []
+    assert preload.preload_environment()["LD_PRELOAD"] == ""
+    line = preload.loaded_libraries()
+    assert line == "allocator: the C library's malloc; fp32 matmuls: MKL as it chooses"
+
+
+def test_entry_points_never_restart_themselves(tmp_path):
+    """No re-exec (debuggers and profilers follow one process): the process that Python started
+    is the one that prints the config."""
+    script = "import os, runpy, sys; print(os.getpid()); sys.argv = ['x', '--cfg', 'job']; "
+    script += "runpy.run_module('encdec.train', run_name='__main__')"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    first, *config = result.stdout.splitlines()
+    assert first.isdigit() and any(line.startswith("model:") for line in config)
+    assert result.stdout.count(first) == 1
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Libraries the entry points preload for CPU speed. Each one is found or built once, and the
-entry point restarts itself once with all of them in ``LD_PRELOAD``:
+"""Libraries that make CPU training faster when preloaded, and the launcher that preloads them:
+``python -m encdec.fast encdec.train [overrides]`` (see :mod:`encdec.fast`). The entry points
+themselves never restart or compile anything; each run logs which of them it got.
 
 - **tcmalloc.** On this kind of VM glibc's allocator returns freed memory to the kernel and
   faults it back in on every training step; tcmalloc keeps it, which made CPU training 14-50%
@@ -11,24 +12,16 @@ entry point restarts itself once with all of them in ``LD_PRELOAD``:
   makes it take the AVX-512 kernels: the fp32 2048² matmul went from 214 to 493 GFLOP/s and
   fp32 training from 3,289 to 6,079 target tokens/s here (docs/results.md). The kernels are
   those MKL runs on Intel CPUs with AVX-512, so sums may round differently from the AVX2 ones.
-  The library is compiled once with the C compiler (``cc``) into ``~/.cache/encdec``;
-  without a compiler nothing changes. ``ENCDEC_MKL_AVX512=0`` turns it off.
-
-Entry points decorate ``main`` with :func:`with_fast_libraries`; ``encdec.translate``, a filter
-whose whole run is timed, calls :func:`restart_with_fast_libraries` before its other imports
-instead, so that the restart does not import Hydra twice.
+  The launcher compiles the library once with the C compiler (``cc``) into
+  ``~/.cache/encdec``; without a compiler nothing changes. ``ENCDEC_MKL_AVX512=0`` turns it off.
 """
 
-import functools
 import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
 TCMALLOC_NAME = "libtcmalloc_minimal.so.4"
@@ -108,25 +101,25 @@ def fast_libraries() -> list[Path]:
     return [library for library in libraries if library is not None]
 
 
-def restart_with_fast_libraries() -> None:
-    """Replace this process by the same command with the fast libraries preloaded, if any."""
-    libraries = fast_libraries()
-    if not libraries:
-        return
+def preload_environment() -> dict[str, str]:
+    """This process's environment with the fast libraries it lacks added to ``LD_PRELOAD``."""
+    libraries = [str(library) for library in fast_libraries()]
     preloaded = os.environ.get("LD_PRELOAD", "")
-    environment = dict(
-        os.environ, LD_PRELOAD=":".join(filter(None, [*map(str, libraries), preloaded]))
-    )
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
+    return dict(os.environ, LD_PRELOAD=":".join(filter(None, [*libraries, preloaded])))
 
 
-def with_fast_libraries(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorates an entry point's ``main``: restart with the fast libraries first (the module)."""
-
-    @functools.wraps(main)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        restart_with_fast_libraries()
-        return main(*args, **kwargs)
-
-    return wrapper
+def loaded_libraries() -> str:
+    """Which allocator and which MKL kernels this process runs with, for the run's log."""
+    preloaded = os.environ.get("LD_PRELOAD", "")
+    has_tcmalloc = "tcmalloc" in preloaded
+    allocator = "tcmalloc" if has_tcmalloc else "the C library's malloc"
+    shim_missing = MKL_SHIM_NAME not in preloaded and is_amd_cpu_with_avx512()
+    if MKL_SHIM_NAME in preloaded:
+        blas = "MKL with its AVX-512 kernels (vendor shim)"
+    elif shim_missing:
+        blas = "MKL with its AVX2 kernels (AMD CPU without the vendor shim)"
+    else:
+        blas = "MKL as it chooses"
+    faster = shim_missing or (not has_tcmalloc and find_tcmalloc() is not None)
+    hint = " (python -m encdec.fast ... preloads faster ones)" if faster else ""
+    return f"allocator: {allocator}; fp32 matmuls: {blas}{hint}"
