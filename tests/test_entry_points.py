@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from encdec.evaluate import evaluate
 from encdec.models.base import Seq2SeqModule
@@ -18,8 +18,9 @@ from encdec.models.loading import load_model
 from encdec.networks.loading import load_network
 from encdec.search import DecodingConfig
 from encdec.train import train
-from encdec.utils.config import CONFIG_DIR
+from encdec.utils.config import CONFIG_DIR, flatten
 from encdec.utils.errors import UserError
+from encdec.utils.validation import validate_config
 from tests.conftest import FAST, SHARED_DATA, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,22 @@ TINY_TRAIN = {
 }
 
 
+def option_settings(group: str, option: str) -> dict[str, object]:
+    """The plain values an option file sets itself, by their key in the composed config (its
+    defaults, Hydra's own keys and interpolations left out)."""
+    path = Path(CONFIG_DIR) / group / f"{option}.yaml"
+    settings = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    settings.pop("defaults", None)
+    settings.pop("hydra", None)
+    is_global = path.read_text().startswith("# @package _global_")
+    flat = flatten(settings if is_global else {group: settings})
+    return {k: v for k, v in flat.items() if not (isinstance(v, str) and "${" in v)}
+
+
+def assert_instance_of_target(built: object, node: DictConfig) -> None:
+    assert isinstance(built, get_class(node._target_)), node._target_
+
+
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
 def test_every_config_composes_and_instantiates(tmp_path, group, option):
     overrides = [f"{group}={option}"]
@@ -59,17 +76,25 @@ def test_every_config_composes_and_instantiates(tmp_path, group, option):
         overrides += ["data.path=/tmp", "data.source_lang=de", "data.target_lang=en"]
     cfg = compose_config("train", overrides, tmp_path / "run")
     OmegaConf.resolve(cfg)
+    validate_config(cfg)  # every key known to the class it configures, in type and range
+    given = {override.split("=")[0] for override in overrides}
+    for key, value in option_settings(group, option).items():
+        if key not in given:
+            assert OmegaConf.select(cfg, key) == value, f"{group}={option}: {key}={value!r}"
     if group == "data":
-        assert callable(instantiate(cfg.data).load_tokenizer)  # what the entry points call
+        assert_instance_of_target(instantiate(cfg.data), cfg.data)
     elif group == "model":
         vocab_sizes = {"target_vocab_size": 50}  # captioners: the source is images
         if not option.startswith("caption"):
             vocab_sizes["source_vocab_size"] = 50
-        assert sum(p.numel() for p in instantiate(cfg.model, **vocab_sizes).parameters())
+        model = instantiate(cfg.model, **vocab_sizes)
+        assert_instance_of_target(model, cfg.model)
+        assert model.vocab_sizes() == vocab_sizes
     elif group == "trainer" and cfg.trainer.accelerator == "cpu":
         assert instantiate(cfg.trainer).max_epochs == cfg.trainer.max_epochs
     elif group in ("logger", "callbacks"):
-        assert all(instantiate(node) for node in (cfg[group] or {}).values())
+        for node in (cfg[group] or {}).values():
+            assert_instance_of_target(instantiate(node), node)
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
@@ -93,7 +118,6 @@ def test_train_then_evaluate_reproduces_test_metrics(tmp_path, family):
             f"ckpt_path={best}",
             "logger=csv",
             "decoding.beam_size=2",
-            "data.max_tokens=1024",
             "trainer.limit_test_batches=1",
             "trainer.enable_progress_bar=false",
         ],
@@ -163,23 +187,70 @@ def _cli(
     )
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["model=foo"], "Could not find 'model/foo'"),
-        (["data=wmt99"], "Could not find 'data/wmt99'"),
-        (["data=parallel_text"], "error: Missing mandatory value: data.path"),
-        (
-            ["data=multi30k", "data.path=/nonexistent"],
-            "error: data.path '/nonexistent' is not a dir",
-        ),
-    ],
-)
-def test_cli_bad_input_is_one_clear_line(tmp_path, args, expected):
-    result = _cli("encdec.train", *args, f"hydra.run.dir={tmp_path}")
+def write_parallel_text(folder: Path, source: bytes, target: bytes) -> Path:
+    """``{train,validation,test}.{de,en}`` files in ``folder``: the given training text, one
+    good pair for the others."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.de").write_bytes(source)
+    (folder / "train.en").write_bytes(target)
+    for split in ("validation", "test"):
+        (folder / f"{split}.de").write_text("ein Hund\n")
+        (folder / f"{split}.en").write_text("a dog\n")
+    return folder
+
+
+PARALLEL_TEXT = ["data=parallel_text", "data.source_lang=de", "data.target_lang=en"]
+BAD_INPUTS = {  # args ({tmp}: the test's tmp dir) -> the one line that must say what is wrong
+    "unknown option": (["model=foo"], "Could not find 'model/foo'"),
+    "unknown data": (["data=wmt99"], "Could not find 'data/wmt99'"),
+    "missing path": (["data=parallel_text"], "error: Missing mandatory value: data.path"),
+    "absent dir": (
+        ["data=multi30k", "data.path=/nonexistent"],
+        "error: data.path '/nonexistent' is not a dir",
+    ),
+    "mismatched files": (
+        [*PARALLEL_TEXT, "data.path={tmp}/mismatched"],
+        "error: {tmp}/mismatched/train.de has 2 lines but {tmp}/mismatched/train.en has 1",
+    ),
+    "not UTF-8": (
+        [*PARALLEL_TEXT, "data.path={tmp}/latin1"],
+        "error: {tmp}/latin1/train.de:2: not valid UTF-8",
+    ),
+    "hub id offline": (
+        ["data=multi30k", "data.hub_id=nobody/no-such-corpus"],
+        "error: cannot load 'nobody/no-such-corpus'",
+    ),
+    "wrong type": (["data.max_tokens=lots"], "error: data.max_tokens='lots': expected an integer"),
+    "out of range": (["model.dropout=1.5"], "error: model.dropout=1.5: must be in [0, 1)"),
+    "beam of 0": (["decoding.beam_size=0"], "error: decoding.beam_size=0: must be in [1, inf)"),
+    "shared embeddings": (
+        ["model=transformer", "model.share_embeddings=true"],
+        "error: model.share_embeddings=true needs data.tokenizer.joint=true",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_cli_bad_input_is_one_clear_line(tmp_path, case):
+    """What a user sees on the console: the error in one line, no traceback (on stdout, where
+    the log goes, or stderr); the run dir's log has the line too."""
+    write_parallel_text(tmp_path / "mismatched", b"ein Hund\nzwei Hunde\n", b"a dog\n")
+    write_parallel_text(tmp_path / "latin1", b"ein Hund\nein Ma\xdf\n", b"a dog\na measure\n")
+    args, expected = BAD_INPUTS[case]
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    run_dir = tmp_path / "run"
+    result = _cli(
+        "encdec.train",
+        *args,
+        f"hydra.run.dir={run_dir}",
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
     assert result.returncode != 0
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr
+    assert expected.replace("{tmp}", str(tmp_path)) in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "the run failed" not in result.stdout + result.stderr
+    if result.stderr.startswith("error: ") and (run_dir / "train.log").is_file():
+        assert result.stderr.strip() in (run_dir / "train.log").read_text()
 
 
 def test_translate_cli_reads_stdin(tmp_path):
@@ -193,8 +264,9 @@ def test_translate_cli_reads_stdin(tmp_path):
         env={"PYTHONPROFILEIMPORTTIME": "1"},  # every import, on stderr
     )
     assert result.returncode == 0, result.stderr
-    as_configured = DecodingConfig(beam_size=5)  # translate.yaml
-    expected = load_model(ckpt).translate(["jump twice", "walk left"], as_configured)
+    model = load_model(ckpt)
+    as_configured = model.decoding.updated({"beam_size": 5})  # translate.yaml: the limits kept
+    expected = model.translate(["jump twice", "walk left"], as_configured)
     assert result.stdout.splitlines() == expected
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
     assert "encdec.networks.loading" in imported
@@ -208,6 +280,31 @@ def test_translate_cli_reads_stdin(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     typo = _cli("encdec.translate", f"ckpt_path={ckpt}", "precision=bf16", stdin="x\n")
     assert typo.returncode == 2 and "precision=bf16 is not one of" in typo.stderr
+
+
+def test_a_checkpoint_keeps_its_data_and_decoding_limits(tmp_path):
+    """SCAN's outputs are long: the limits its run decoded with travel in the checkpoint, to
+    every entry point; evaluate finds the checkpoint's data itself and refuses data whose
+    tokenizer is not the checkpoint's."""
+    cfg = compose_config("train", [*TINY_TRAIN["attention"], "test=false"], tmp_path / "run")
+    train(cfg)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    limits = DecodingConfig(max_len_a=cfg.decoding.max_len_a, max_len_b=cfg.decoding.max_len_b)
+    assert limits.max_len_a == 4  # data=scan's, not DecodingConfig's 1.5
+    assert load_network(ckpt).decoding == limits
+    assert load_model(ckpt).decoding == limits
+    assert load_model(ckpt).data_config["_target_"] == cfg.data._target_
+
+    evaluate_args = [f"ckpt_path={ckpt}", "logger=csv", "trainer.enable_progress_bar=false"]
+    own = compose_config(
+        "evaluate", [*evaluate_args, "trainer.limit_test_batches=1"], tmp_path / "a"
+    )
+    assert "data" not in own  # no data given: the checkpoint's
+    assert "test/exact_match" in evaluate(own)
+    corpus = write_parallel_text(tmp_path / "corpus", b"ein Hund\n", b"a dog\n")
+    other = [*evaluate_args, *PARALLEL_TEXT, f"data.path={corpus}"]
+    with pytest.raises(UserError, match="does not build the tokenizer of"):
+        evaluate(compose_config("evaluate", other, tmp_path / "b"))
 
 
 def test_wandb_logs_offline_into_the_run_dir(tmp_path, monkeypatch):

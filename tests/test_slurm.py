@@ -187,12 +187,6 @@ def test_a_requeued_job_lets_slurm_stop_it_instead_of_exiting_first(monkeypatch)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="was a race: submitit saw the requeued job FAILED for a moment (1 of 4 runs under "
-    "load failed); fixed by letting SLURM stop the job (wait_to_be_stopped_by_slurm), 5 of 5 "
-    "runs under load passed since; non-strict until CI has confirmed it for longer",
-)
 def test_multirun_on_slurm_requeues_on_signal_and_resumes_bit_for_bit(tmp_path, slurm_cluster):
     """Two identical jobs (they differ only in the step the pause callback waits at); job 0 gets
     submitit's requeue signal (USR2) mid-epoch, job 1 runs through."""

@@ -12,6 +12,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers.wandb import WandbLogger
 from omegaconf import OmegaConf
+from PIL import Image
 
 from encdec.models.transformer import TransformerSeq2Seq
 from encdec.modules.attention import MultiHeadAttention
@@ -166,6 +167,7 @@ def test_sample_table_and_attention_heatmaps_at_each_validation(tmp_path, family
     assert plots == [f"epoch{e}_step{s}_{i}.png" for e, s in ((0, 2), (1, 4)) for i in (0, 1)]
     key, images = logged_to_wandb["images"][0]
     assert key == "val/attention" and [Path(p).name for p in images] == plots[:2]
+    assert len({Image.open(p).size for p in images}) == 1  # W&B shows one key's images alike
 
 
 def test_caption_samples_show_the_image(tmp_path, logged_to_wandb):

@@ -13,24 +13,21 @@ from omegaconf import DictConfig, ListConfig
 
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError, exit_on_user_error
-from encdec.utils.preload import with_fast_libraries
 
 
-@with_fast_libraries
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="caption")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    # torch and the models are imported only after the restart with the fast libraries (if any)
+    # torch and the models are imported only now: a wrong config stops before seconds of imports
     from encdec.models.captioning import CaptioningModule
     from encdec.models.loading import load_model
-    from encdec.search import DecodingConfig
 
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
     if not isinstance(model, CaptioningModule):
         raise UserError(f"'{cfg.ckpt_path}' holds a {type(model).__name__}, not a captioner")
     images = list(cfg.image) if isinstance(cfg.image, ListConfig) else [cfg.image]
     paths = [Path(image) for image in images]
-    model.decoding = DecodingConfig(**cfg.decoding)
+    model.decoding = model.decoding.updated(cfg.decoding)  # null: as the checkpoint says
     if cfg.overlay_dir:
         for start in range(0, len(paths), cfg.batch_size):
             batch = paths[start : start + cfg.batch_size]

@@ -1,25 +1,48 @@
 """Evaluate a checkpoint on the test split.
 
-``python -m encdec.evaluate ckpt_path=... [decoding.beam_size=5] [data=... as in training]``
-reproduces the test metrics of ``encdec.train`` (same data, weights and decoding) and writes
-predictions and metrics into its own run dir.
+``python -m encdec.evaluate ckpt_path=... [decoding.beam_size=5]`` reproduces the test metrics
+of ``encdec.train`` (the data config and decoding recorded in the checkpoint, the same weights)
+and writes predictions and metrics into its own run dir. ``data=NAME ...`` evaluates on other
+data, if it builds the checkpoint's tokenizer.
 """
 
 import logging
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from encdec.models.base import Seq2SeqModule
 from encdec.models.loading import load_model
-from encdec.search import DecodingConfig
 from encdec.train import print_test_report, start_run
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run, log_run_config
-from encdec.utils.preload import with_fast_libraries
 
 log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig, model: Seq2SeqModule) -> L.LightningDataModule:
+    """The checkpoint's own data, or ``cfg.data`` if given, checked to build the checkpoint's
+    tokenizer (another corpus or language pair would be decoded with the wrong vocabulary)."""
+    if cfg.get("data") is None:
+        if model.data_config is None:
+            raise UserError(
+                f"checkpoint '{cfg.ckpt_path}' does not record its data (written before "
+                "checkpoints did): give its training data, e.g. data=multi30k data.path=..."
+            )
+        datamodule = instantiate(OmegaConf.create(model.data_config), "data")
+    else:
+        datamodule = instantiate(cfg.data, "data")
+        datamodule.prepare_data()
+        if datamodule.load_tokenizer().to_dict() != model.tokenizer.to_dict():
+            raise UserError(
+                f"the data config given does not build the tokenizer of '{cfg.ckpt_path}' "
+                "(other data or tokenizer settings): leave data=... out to evaluate on the "
+                "checkpoint's own data"
+            )
+    datamodule.tokenizer = model.tokenizer  # evaluate with the vocabulary the model learned
+    return datamodule
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -27,9 +50,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = load_model(cfg.ckpt_path)
     if model.tokenizer is None:
         raise UserError(f"checkpoint '{cfg.ckpt_path}' has no tokenizer")
-    model.decoding = DecodingConfig(**cfg.decoding)
-    datamodule = instantiate(cfg.data, "data")
-    datamodule.tokenizer = model.tokenizer  # evaluate with the vocabulary the model learned
+    model.decoding = model.decoding.updated(cfg.decoding)
+    datamodule = build_datamodule(cfg, model)
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate(cfg.trainer, "trainer", logger=loggers or False)
     log_run_config(trainer.loggers, cfg, model)
@@ -41,7 +63,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@with_fast_libraries
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -10,8 +10,9 @@ Both searches drop sentences from the batch as soon as they are finished, so the
 on only the long sentences. Output tokens exclude BOS and EOS.
 """
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 import torch
@@ -216,6 +217,14 @@ class DecodingConfig:
     def suffix(self) -> str:
         """Metric-name suffix saying how output was decoded: '' (greedy) or '_beam5'."""
         return "" if self.beam_size == 1 else f"_beam{self.beam_size}"
+
+    def updated(self, settings: Mapping[str, Any]) -> "DecodingConfig":
+        """This config with ``settings`` applied; a ``None`` keeps this config's value (the
+        entry points' configs leave the output limits to the checkpoint that way)."""
+        return replace(self, **{k: v for k, v in settings.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def decode(

@@ -8,12 +8,13 @@ returns the optimized metric for sweepers.
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from encdec.averaging import TopKAveraging
 from encdec.checkpointing import (
@@ -32,7 +33,7 @@ from encdec.search import DecodingConfig
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run, log_run_config
-from encdec.utils.preload import with_fast_libraries
+from encdec.utils.preload import loaded_libraries
 from encdec.utils.run_dir import check_output_dir
 from encdec.utils.validation import check_devices, validate_config
 
@@ -47,6 +48,18 @@ def print_test_report(output_dir: Path, suffix: str) -> None:
     print(f"predictions: {record['predictions']}")
 
 
+def portable_data_config(data: DictConfig) -> dict[str, Any]:
+    """The data config resolved, its local paths (``path``, ``hub_id``, ``*_dir``, ``*_path``
+    that exist here) made absolute: what a checkpoint records so that evaluation finds the
+    same data from any working directory."""
+    config = OmegaConf.to_container(data, resolve=True)
+    for key, value in config.items():
+        names_path = key in ("path", "hub_id") or key.endswith(("_dir", "_path"))
+        if names_path and isinstance(value, str) and Path(value).exists():
+            config[key] = str(Path(value).resolve())
+    return config
+
+
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, Seq2SeqModule]:
     """The datamodule, its tokenizer trained or loaded, and a fresh model sized to it."""
     datamodule = instantiate(cfg.data, "data")
@@ -56,7 +69,8 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, Seq2Se
         raise UserError("model.share_embeddings=true needs data.tokenizer.joint=true")
     model = instantiate(cfg.model, "model", **tokenizer.vocab_sizes())
     model.attach_tokenizer(tokenizer)
-    model.decoding = DecodingConfig(**cfg.decoding)
+    model.decoding = DecodingConfig().updated(cfg.decoding)
+    model.data_config = portable_data_config(cfg.data)  # encdec.evaluate reads the same data
     if cfg.get("compile"):
         model.compile_training()
     return datamodule, model
@@ -100,6 +114,7 @@ def start_run(cfg: DictConfig) -> Path:
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     check_output_dir(output_dir, cfg.paths.min_free_gb)
+    log.info("%s", loaded_libraries())
     print_config_tree(cfg, output_dir / "config.yaml")
     validate_config(cfg)
     check_devices(cfg.trainer)
@@ -150,7 +165,6 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     return metrics
 
 
-@with_fast_libraries
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
@@ -159,9 +173,6 @@ def main(cfg: DictConfig) -> float | None:
     try:
         with finishing_wandb_run():  # each job of a multirun gets its own W&B run
             metrics = train(cfg)
-    except Exception:  # into the run dir's log now: a multirun reports failures only at its end
-        log.exception("the run failed")
-        raise
     finally:
         end_distributed_job()  # the sweep's next job starts its own ranks
     return metrics.get(cfg.get("optimized_metric"))

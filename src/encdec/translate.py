@@ -3,18 +3,13 @@
 ``echo "Ein Hund läuft." | python -m encdec.translate ckpt_path=... [decoding.beam_size=1]``
 """
 
-from encdec.utils.preload import restart_with_fast_libraries
+import sys
 
-if __name__ == "__main__":  # before the imports below: a restart then repeats only Python's start
-    restart_with_fast_libraries()
+import hydra
+from omegaconf import DictConfig
 
-import sys  # noqa: E402
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from encdec.utils.config import CONFIG_DIR  # noqa: E402
-from encdec.utils.errors import UserError, exit_on_user_error  # noqa: E402
+from encdec.utils.config import CONFIG_DIR
+from encdec.utils.errors import UserError, exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate")
@@ -25,14 +20,14 @@ def main(cfg: DictConfig) -> None:
     import torch
 
     from encdec.networks.loading import load_network
-    from encdec.search import DecodingConfig, decoding_autocast
+    from encdec.search import decoding_autocast
 
     try:
         autocast = decoding_autocast(torch.device(cfg.device).type, cfg.precision)
     except ValueError as error:
         raise UserError(str(error)) from None
     model = load_network(cfg.ckpt_path, map_location=cfg.device)
-    decoding = DecodingConfig(**cfg.decoding)
+    decoding = model.decoding.updated(cfg.decoding)  # null: as the checkpoint says
     with autocast:
         if sys.stdin.isatty():  # interactive: answer each line as it comes
             for line in sys.stdin:

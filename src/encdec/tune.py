@@ -24,7 +24,6 @@ from encdec.train import train
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run
-from encdec.utils.preload import with_fast_libraries
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,6 @@ def tune(cfg: DictConfig) -> optuna.Study:
     return study
 
 
-@with_fast_libraries
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:

@@ -27,7 +27,7 @@ from encdec.models.base import Seq2SeqModule
 from encdec.search import Hypothesis
 from encdec.utils.errors import UserError
 from encdec.utils.loggers import find_wandb_logger
-from encdec.utils.plots import save_attention_heatmap, save_attention_overlay
+from encdec.utils.plots import pad_to_same_size, save_attention_heatmap, save_attention_overlay
 
 
 def first_rows(batch: dict[str, Any], count: int) -> dict[str, Any]:
@@ -171,4 +171,5 @@ class ValidationSamples(L.Callback):
                 paths.append(
                     save_attention_heatmap(weights, source_labels, target_labels, path, title)
                 )
+        pad_to_same_size(paths)  # logged together to W&B, under one key
         return paths

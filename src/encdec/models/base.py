@@ -75,6 +75,7 @@ class Seq2SeqModule(L.LightningModule):
         self.val_text = self.text_metrics()
         self.test_text = self.text_metrics()
         self.best_val: dict[str, float] = {}
+        self.data_config: dict[str, Any] | None = None  # the training data, for evaluation
         self.test_predictions: dict[int, str] = {}
         self.training_forward = self.forward  # torch.compile'd by compile_training()
 
@@ -103,6 +104,9 @@ class Seq2SeqModule(L.LightningModule):
             checkpoint["tokenizer"] = self.tokenizer.to_dict()
         checkpoint["encdec_family"] = type(self).__name__
         checkpoint["encdec_format"] = CHECKPOINT_FORMAT
+        checkpoint["decoding"] = self.decoding.to_dict()  # output limits suit the data
+        if self.data_config is not None:
+            checkpoint["data"] = self.data_config
         checkpoint["best_val"] = dict(self.best_val)  # best-so-far metrics survive a resume
         checkpoint["rng_states"] = rng_states()
 
@@ -126,7 +130,10 @@ class Seq2SeqModule(L.LightningModule):
         if "tokenizer" in checkpoint:
             self.tokenizer = Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"])
         self.best_val = dict(checkpoint.get("best_val", {}))
-        if self._trainer is not None and "rng_states" in checkpoint:  # resuming, not inference
+        self.data_config = checkpoint.get("data", self.data_config)
+        if self._trainer is None:  # inference: decode as training did, unless told otherwise
+            self.decoding = DecodingConfig(**checkpoint.get("decoding", {}))
+        elif "rng_states" in checkpoint:  # resuming training
             set_rng_states(checkpoint["rng_states"])
 
     # ---- training ----

@@ -9,6 +9,7 @@ import torch
 
 from encdec.data.tokenization import Seq2SeqTokenizer
 from encdec.networks.base import Seq2SeqNetwork
+from encdec.search import DecodingConfig
 from encdec.utils.errors import UserError
 
 CHECKPOINT_FORMAT = 1  # bumped when a checkpoint's layout changes incompatibly
@@ -71,5 +72,6 @@ def load_network(path: str | Path, map_location: str = "cpu") -> Seq2SeqNetwork:
     )
     if "tokenizer" in checkpoint:
         network.attach_tokenizer(Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"]))
+    network.decoding = DecodingConfig(**checkpoint.get("decoding", {}))
     network.load_state_dict(checkpoint["state_dict"])
     return network.to(map_location).eval()

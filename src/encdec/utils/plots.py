@@ -75,3 +75,16 @@ def save_attention_overlay(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path
+
+
+def pad_to_same_size(paths: list[Path]) -> None:
+    """Pad PNGs with white on the right and bottom to the largest width and height among them:
+    W&B shows images logged together under one key only when their sizes match."""
+    images = [Image.open(path).convert("RGB") for path in paths]
+    width = max((image.width for image in images), default=0)
+    height = max((image.height for image in images), default=0)
+    for path, image in zip(paths, images, strict=True):
+        if image.size != (width, height):
+            canvas = Image.new("RGB", (width, height), "white")
+            canvas.paste(image, (0, 0))
+            canvas.save(path)

@@ -94,7 +94,8 @@ def validate_config(cfg: DictConfig) -> None:
                     validate_node(entry, f"{group}.{name}")
     if "decoding" in cfg:
         fields = {field.name: field.type for field in dataclasses.fields(DecodingConfig)}
-        check_settings(_values(cfg.decoding), fields, set(), "decoding")
+        given = {k: v for k, v in _values(cfg.decoding).items() if v is not None}  # null: default
+        check_settings(given, fields, set(), "decoding")
     scheduler, trainer = OmegaConf.select(cfg, "model.scheduler.name"), cfg.get("trainer")
     if scheduler is not None and trainer is not None:  # Lightning's defaults where unset
         limits = trainer.get("max_steps", -1), trainer.get("max_epochs"), trainer.get("max_time")

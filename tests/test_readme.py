@@ -1,0 +1,145 @@
+"""README's commands run as written: every ``python -m encdec...`` line of its bash blocks runs
+in a subprocess, in README's order, from a directory with ``../shared`` beside it (as a clone
+of the repository has), with a tiny budget appended. Placeholders (``<run>``, ``...``) become
+the checkpoints and paths that the earlier commands produced. A command that needs what this
+machine lacks (a network, GPUs, a SLURM cluster) must stop with one ``error:`` line saying so.
+Nothing may print a traceback."""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+# appended to every training command: a few batches of everything, and narrower sweep grids
+TINY_TRAINING = [
+    "trainer.max_epochs=1",
+    "trainer.max_steps=2",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+TINY_BUDGET = {
+    "encdec.train": TINY_TRAINING,
+    "encdec.tune": [*TINY_TRAINING, "hydra.sweeper.n_trials=1"],
+    "encdec.evaluate": ["trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"],
+}
+NARROW_SWEEPS = {  # a sweep's grid narrowed as the configs' comments say, e.g. `seed=1`
+    " -m ": "seed=1",
+    "experiment=compare_scan": "data.split=simple",
+    "hparams_search=": "hydra.sweeper.n_trials=1",
+}
+# what a command needs that a machine may lack -> the refusal it must print instead
+NEEDS = {
+    "network": (
+        re.compile(r"(data|experiment)=multi30k\w*(?!.*data\.path)|pretrained=true"),
+        "offline|unavailable",
+    ),
+    "GPUs": (re.compile(r"trainer=(ddp|gpu)\b"), "GPU"),
+    "SLURM": (re.compile(r"hydra/launcher=slurm"), "SLURM|sbatch"),
+}
+
+
+def readme_commands() -> list[str]:
+    """The ``python -m encdec...`` lines of README's bash blocks, continuations joined,
+    comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if "python -m encdec" in line and not line.startswith("#"):
+                commands.append(re.sub(r"\s+", " ", line))
+    return commands
+
+
+def latest_checkpoint(workdir: Path, needle: str) -> Path:
+    """best.ckpt of the newest run whose config mentions ``needle``."""
+    runs = [
+        config.parent
+        for config in (workdir / "outputs").glob("*/*runs/**/config.yaml")
+        if needle in config.read_text() and (config.parent / "checkpoints/best.ckpt").is_file()
+    ]
+    assert runs, f"no earlier README command trained a {needle} model"
+    return max(runs, key=lambda run: run.stat().st_mtime) / "checkpoints" / "best.ckpt"
+
+
+def concrete(command: str, workdir: Path) -> tuple[list[str], str]:
+    """The command's argv with placeholders filled in and the tiny budget appended, and its
+    stdin."""
+    stdin = ""
+    if command.startswith("echo "):
+        echoed, command = command.split("|", 1)
+        stdin = shlex.split(echoed)[1] + "\n"
+    if "<" in command.split("encdec.", 1)[1]:  # `< test.de > test.en`: a file through the filter
+        command = command.split(" < ", 1)[0]
+        stdin = "Ein Hund läuft über die Wiese.\nZwei Männer spielen Fußball.\n"
+    module = command.split()[2]
+    if module == "encdec.fast":  # the launcher: the budget is its entry point's
+        module = command.split()[3]
+    if "ckpt_path=" in command:
+        needle = "flickr8k" if "flickr8k" in command else "multi30k"
+        if module == "encdec.caption":
+            needle = "Captioner"
+        ckpt = latest_checkpoint(workdir, needle)
+        command = re.sub(r"ckpt_path=\S+", f"ckpt_path={ckpt}", command)
+    command = command.replace("data.path=...", "data.path=../shared/data/flickr8k")
+    args = [arg for arg in shlex.split(command)[3:] if arg != "..."]
+    args += TINY_BUDGET.get(module, [])
+    args += [narrow for key, narrow in NARROW_SWEEPS.items() if key in command]
+    return [sys.executable, "-m", module, *args], stdin
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs_as_written(tmp_path):
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data absent")
+    workdir = tmp_path / "clone"  # ../shared beside it, as beside a clone of the repository
+    workdir.mkdir()
+    (tmp_path / "shared").symlink_to(SHARED_DATA.parent)
+    image = next((SHARED_DATA / "flickr8k" / "images").glob("*.jpg"))
+    shutil.copy(image, workdir / "dog.jpg")
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PROJECT_ROOT": str(workdir),
+    }
+    env.pop("SLURM_CONF", None)
+    commands = readme_commands()
+    assert len(commands) >= 25 and commands[0] == "python -m encdec.train"
+    problems = []
+    for command in commands:
+        argv, stdin = concrete(command, workdir)
+        result = subprocess.run(
+            argv, input=stdin, text=True, capture_output=True, cwd=workdir, env=env, timeout=600
+        )
+        console = result.stdout + result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        refusals = [why for needs, why in NEEDS.values() if needs.search(command)]
+        if result.returncode == 0:
+            wrong = argv[2] == "encdec.translate" and result.stdout.count("\n") != stdin.count("\n")
+        else:  # only a refusal for what this machine lacks, in one line
+            wrong = not (
+                result.returncode == 2
+                and len(errors) == 1
+                and refusals
+                and re.search("|".join(refusals), errors[0])
+            )
+        noise = [
+            n for n in ("Traceback", "Error importing", "Images sizes do not match") if n in console
+        ]
+        if wrong or noise:
+            tail = "\n    ".join(console.strip().splitlines()[-6:])
+            problems.append(f"{command}\n  exit {result.returncode} {noise}:\n    {tail}")
+    assert not problems, "\n".join(problems)
