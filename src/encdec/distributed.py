@@ -20,11 +20,11 @@ import lightning as L
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.strategies.launchers import subprocess_script
 from omegaconf import DictConfig, OmegaConf
 
 from encdec.utils.config import flatten
 from encdec.utils.errors import UserError
+from encdec.utils.lightning_compat import set_child_command
 
 # Set by Lightning's launcher for the children and the main process of a job.
 RENDEZVOUS_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -51,9 +51,7 @@ def job_command(local_rank: int, entry_module: str) -> tuple[Sequence[str], str]
 
 def start_ranks_as_this_job(entry_module: str) -> None:
     """Route Lightning's child-process command through :func:`job_command`."""
-    subprocess_script._hydra_subprocess_cmd = functools.partial(
-        job_command, entry_module=entry_module
-    )
+    set_child_command(functools.partial(job_command, entry_module=entry_module))
 
 
 def end_distributed_job() -> None:

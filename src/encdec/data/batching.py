@@ -14,6 +14,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from encdec.utils.lightning_compat import load_pending_loader_position
+
 
 class TokenBucketBatchSampler(Sampler[list[int]]):
     """Batches of example indices whose padded size is at most ``max_tokens``.
@@ -194,9 +196,4 @@ def restore_loader_position(trainer: L.Trainer) -> None:
     ``trainer.estimated_stepping_batches``), so the position would be dropped and the epoch
     would start again from its first batch. Load it here, and restart the loader's iterator,
     which has already prefetched a batch from the wrong position."""
-    fit_loop = trainer.fit_loop
-    pending = fit_loop._combined_loader_states_to_load
-    if fit_loop.restarting and pending and fit_loop._combined_loader is not None:
-        fit_loop._combined_loader._load_state_dicts(pending)
-        fit_loop._combined_loader_states_to_load = []
-        iter(fit_loop._data_fetcher)
+    load_pending_loader_position(trainer)

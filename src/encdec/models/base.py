@@ -23,7 +23,6 @@ import lightning as L
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 from torch import nn
 from torchmetrics import Metric
 
@@ -33,6 +32,7 @@ from encdec.metrics import TeacherForcedMetrics, TextMetrics
 from encdec.networks.loading import CHECKPOINT_FORMAT, read_checkpoint
 from encdec.schedules import build_scheduler
 from encdec.search import DecodingConfig
+from encdec.utils.lightning_compat import runs_in_spawned_processes
 
 
 def supports_fused_adamw(parameters: list[nn.Parameter]) -> bool:
@@ -275,8 +275,8 @@ class Seq2SeqModule(L.LightningModule):
     def teardown(self, stage: str) -> None:
         """A ddp_spawn worker exits right after this: all ranks leave the process group together,
         since gloo aborts a process that exits while a peer still holds the group open."""
-        launcher = self.trainer.strategy.launcher if self._trainer else None
-        if isinstance(launcher, _MultiProcessingLauncher) and dist.is_initialized():
+        spawned = self._trainer is not None and runs_in_spawned_processes(self.trainer)
+        if spawned and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
 
