@@ -1,6 +1,11 @@
 """Shared fixtures: tiny models of every family, and the real Hydra configs composed for tests."""
 
+import os
 from pathlib import Path
+
+# pytest runs two test files at once (-n 2) on two cores: one thread each, in the processes
+# they start too, or the threads of the two spin against each other
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch
@@ -117,3 +122,9 @@ FAST = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The README test first: it takes minutes, and with two files running at once (-n 2) it
+    should not be the one left running alone at the end."""
+    items.sort(key=lambda item: item.path.name != "test_readme.py")

@@ -603,7 +603,7 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
     if model == "caption_attention":
         result = _cli("encdec.caption", f"ckpt_path={best}", f'image=["{scenes[0]}","{scenes[1]}"]')
         assert result.returncode == 0, result.stderr
-        as_configured = DecodingConfig(beam_size=3, max_len_a=0, max_len_b=30)  # caption.yaml
+        as_configured = loaded.decoding.updated({"beam_size": 3})  # caption.yaml: beam 3
         assert result.stdout.splitlines() == loaded.caption_files(scenes, as_configured)
         overlay_dir = tmp_path / "cli_overlays"
         drawn = _cli(
@@ -613,8 +613,7 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
             f"overlay_dir={overlay_dir}",
         )
         assert drawn.returncode == 0, drawn.stderr
-        greedy_as_configured = DecodingConfig(max_len_a=0, max_len_b=30)  # overlays: greedy
-        caption = loaded.caption_files(scenes[:1], greedy_as_configured)[0]
+        caption = loaded.caption_files(scenes[:1], greedy)[0]  # overlays: greedy
         assert drawn.stdout.splitlines() == [f"{caption}\t{overlay_dir / 'scene0.png'}"]
         bad = _cli("encdec.caption", f"ckpt_path={best}", f"image={tmp_path / 'none.png'}")
         assert bad.returncode == 2 and "error: cannot read image" in bad.stderr

@@ -22,6 +22,7 @@ from encdec.utils.config import CONFIG_DIR, flatten
 from encdec.utils.errors import UserError
 from encdec.utils.validation import validate_config
 from tests.conftest import FAST, SHARED_DATA, compose_config
+from tests.readme_commands import readme_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP_OPTIONS = [
@@ -166,7 +167,9 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(UserError, match="model: unknown rnn cell 'transistor'"):
         train(cfg)
     cfg = compose_config(
-        "train", [*FAST, "model=transformer", "data.tokenizer.joint=false"], tmp_path / "c"
+        "train",
+        [*FAST, "model=transformer", "model.share_embeddings=true", "data.tokenizer.joint=false"],
+        tmp_path / "c",
     )
     with pytest.raises(UserError, match="share_embeddings=true needs data.tokenizer.joint=true"):
         train(cfg)
@@ -322,11 +325,16 @@ def test_wandb_logs_offline_into_the_run_dir(tmp_path, monkeypatch):
     assert not any(b"secret-key-that-must-not-be-saved" in p.read_bytes() for p in saved)
 
 
+EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+IN_README = {
+    e for e in EXPERIMENTS if any(f"experiment={e} " in f"{c} " for c in readme_commands())
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "experiment", sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
-)
+@pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - IN_README))
 def test_every_experiment_smoke_runs(tmp_path, experiment):
+    """The experiments that README does not run (tests/test_readme.py runs those)."""
     corpus = next((name for name in ("multi30k", "flickr8k") if name in experiment), None)
     if corpus and not (SHARED_DATA / corpus).is_dir():
         pytest.skip("../shared/data absent")

@@ -5,6 +5,7 @@ the checkpoints and paths that the earlier commands produced. A command that nee
 machine lacks (a network, GPUs, a SLURM cluster) must stop with one ``error:`` line saying so.
 Nothing may print a traceback."""
 
+import functools
 import os
 import re
 import shlex
@@ -12,11 +13,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SHARED_DATA
+from tests.readme_commands import readme_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 # appended to every training command: a few batches of everything, and narrower sweep grids
@@ -36,7 +40,8 @@ TINY_BUDGET = {
 }
 NARROW_SWEEPS = {  # a sweep's grid narrowed as the configs' comments say, e.g. `seed=1`
     "multirun": "seed=1",
-    "experiment=compare_scan": "data.split=simple",
+    "experiment=compare_scan": "data.split=simple model=scan_rnn",
+    "experiment=compare_multi30k": "model=multi30k_rnn",
     "hparams_search=": "hydra.sweeper.n_trials=1",
 }
 # what a command needs that a machine may lack -> the refusal it must print instead
@@ -48,19 +53,6 @@ NEEDS = {
     "GPUs": (re.compile(r"trainer=(ddp|gpu)\b"), "GPU"),
     "SLURM": (re.compile(r"hydra/launcher=slurm"), "SLURM|sbatch"),
 }
-
-
-def readme_commands() -> list[str]:
-    """The ``python -m encdec...`` lines of README's bash blocks, continuations joined,
-    comments dropped (scripts run through the launcher have tests of their own)."""
-    text = (ROOT / "README.md").read_text()
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = re.sub(r"\s+#.*$", "", line).strip()
-            if "python -m encdec" in line and "scripts/" not in line and line[0] != "#":
-                commands.append(re.sub(r"\s+", " ", line))
-    return commands
 
 
 def latest_checkpoint(workdir: Path, needle: str) -> Path:
@@ -97,7 +89,8 @@ def concrete(command: str, workdir: Path) -> tuple[list[str], str]:
     args = [arg for arg in shlex.split(command)[3:] if arg != "..."]
     args += TINY_BUDGET.get(entry_point, [])
     multirun = "multirun" if "-m" in args else ""
-    args += [narrow for key, narrow in NARROW_SWEEPS.items() if key in command + multirun]
+    for key, narrow in NARROW_SWEEPS.items():
+        args += narrow.split() if key in command + multirun else []
     return [sys.executable, "-m", module, *args], stdin
 
 
@@ -120,30 +113,62 @@ def test_every_readme_command_runs_as_written(tmp_path):
     env.pop("SLURM_CONF", None)
     commands = readme_commands()
     assert len(commands) >= 25 and commands[0] == "python -m encdec.train"
-    problems = []
-    for command in commands:
-        argv, stdin = concrete(command, workdir)
-        start = time.perf_counter()
-        result = subprocess.run(
-            argv, input=stdin, text=True, capture_output=True, cwd=workdir, env=env, timeout=600
-        )
-        print(f"{time.perf_counter() - start:5.1f} s  {command}")
-        console = result.stdout + result.stderr
-        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-        refusals = [why for needs, why in NEEDS.values() if needs.search(command)]
-        if result.returncode == 0:
-            wrong = argv[2] == "encdec.translate" and result.stdout.count("\n") != stdin.count("\n")
-        else:  # only a refusal for what this machine lacks, in one line
-            wrong = not (
-                result.returncode == 2
-                and len(errors) == 1
-                and refusals
-                and re.search("|".join(refusals), errors[0])
-            )
-        noise = [
-            n for n in ("Traceback", "Error importing", "Images sizes do not match") if n in console
-        ]
-        if wrong or noise:
-            tail = "\n    ".join(console.strip().splitlines()[-6:])
-            problems.append(f"{command}\n  exit {result.returncode} {noise}:\n    {tail}")
+    problems = [
+        problem
+        for command, result, stdin in run_two_at_a_time(commands, workdir, env)
+        if (problem := check(command, result, stdin))
+    ]
     assert not problems, "\n".join(problems)
+
+
+def run_two_at_a_time(
+    commands: list[str], workdir: Path, env: dict[str, str]
+) -> Iterator[tuple[str, subprocess.CompletedProcess, str]]:
+    """Run the commands in README's order, two at a time on one thread each (Python's start is
+    most of a tiny run, and single-threaded). A command that reads what earlier ones wrote (a
+    checkpoint, an Optuna study) waits for them; starts are a second apart, since run dirs are
+    named by the second."""
+    env = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running: list[tuple[str, Future, str]] = []
+        for command in commands:
+            if "ckpt_path=" in command or "hparams_search=" in command:
+                yield from ((c, f.result(), s) for c, f, s in running)
+                running = []
+            argv, stdin = concrete(command, workdir)
+            run = functools.partial(
+                subprocess.run,
+                argv,
+                input=stdin,
+                text=True,
+                capture_output=True,
+                cwd=workdir,
+                env=env,
+                timeout=600,
+            )
+            running.append((command, pool.submit(run), stdin))
+            time.sleep(1.1)
+        yield from ((c, f.result(), s) for c, f, s in running)
+
+
+def check(command: str, result: subprocess.CompletedProcess, stdin: str) -> str | None:
+    """What is wrong with a README command's run, if anything."""
+    console = result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    refusals = [why for needs, why in NEEDS.values() if needs.search(command)]
+    if result.returncode == 0:  # a filter answers every line
+        wrong = "encdec.translate" in command and result.stdout.count("\n") != stdin.count("\n")
+    else:  # only a refusal for what this machine lacks, in one line
+        wrong = not (
+            result.returncode == 2
+            and len(errors) == 1
+            and refusals
+            and re.search("|".join(refusals), errors[0])
+        )
+    noise = [
+        n for n in ("Traceback", "Error importing", "Images sizes do not match") if n in console
+    ]
+    if not (wrong or noise):
+        return None
+    tail = "\n    ".join(console.strip().splitlines()[-6:])
+    return f"{command}\n  exit {result.returncode} {noise}:\n    {tail}"

@@ -45,7 +45,9 @@ def test_group_tags_and_job_type_of_single_runs_multiruns_and_evaluate(tmp_path)
 
     evaluation = _wandb_settings("evaluate", ["logger=wandb", "ckpt_path=x.ckpt"], tmp_path)
     assert evaluation["job_type"] == "eval" and evaluation["group"] == "evaluate"
-    assert evaluation["tags"] == ["dev", "scan"]  # the model comes from the checkpoint
+    assert evaluation["tags"] == ["dev"]  # the model and its data come from the checkpoint
+    given = _wandb_settings("evaluate", ["logger=wandb", "ckpt_path=x.ckpt", "data=scan"], tmp_path)
+    assert given["tags"] == ["dev", "scan"]  # data given on the command line
 
 
 class SpyLogger:
