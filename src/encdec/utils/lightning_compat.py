@@ -2,10 +2,15 @@
 public hook for. ``pyproject.toml`` bounds Lightning to the versions the suite has passed on;
 a new Lightning release is checked here first."""
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import lightning as L
 from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher, subprocess_script
+
+# Lightning 2.6 asks torch >= 2.10 a question torch deprecated, at every fit and test; nothing a
+# user can act on
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def runs_in_spawned_processes(trainer: L.Trainer) -> bool:
