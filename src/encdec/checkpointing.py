@@ -17,9 +17,9 @@
 
 What a checkpoint holds to continue exactly (bit for bit on CPU): weights, optimizer, LR
 scheduler, precision plugin (AMP scaler), loop progress, callbacks (best checkpoints, early
-stopping, time budget) — all saved by Lightning — plus, saved by encdec, the RNG states
-(``Seq2SeqModule``), the best-so-far val metrics, and the bucketed sampler's position
-(``encdec.data.batching.ResumableDataLoader`` and ``restore_loader_position``).
+stopping, time budget) — all saved by Lightning — plus, saved by encdec, the RNG states and
+the bucketed sampler's position (``encdec.callbacks.exact_resume``, with
+``encdec.data.batching.ResumableDataLoader``) and the best-so-far val metrics (``Seq2SeqModule``).
 """
 
 import logging

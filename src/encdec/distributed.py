@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from encdec.utils.config import flatten
 from encdec.utils.errors import UserError
-from encdec.utils.lightning_compat import set_child_command
+from encdec.utils.lightning_compat import runs_in_spawned_processes, set_child_command
 
 # Set by Lightning's launcher for the children and the main process of a job.
 RENDEZVOUS_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -85,3 +85,14 @@ class SameConfigOnAllRanks(L.Callback):
                     f"DDP rank {rank} was started with another config than rank 0 "
                     f"(differs at {', '.join(differences[:5])})"
                 )
+
+
+class SpawnedRanksLeaveTogether(L.Callback):
+    """A ``ddp_spawn`` worker exits right after its stage: all ranks leave the process group
+    together, since gloo aborts a process that exits while a peer still holds the group
+    open."""
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if runs_in_spawned_processes(trainer) and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from encdec.models.base import Seq2SeqModule
 from encdec.models.loading import load_model
-from encdec.train import print_test_report, start_run
+from encdec.train import print_test_report, run_callbacks, start_run
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run, log_run_config
@@ -53,7 +53,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model.decoding = model.decoding.updated(cfg.decoding)
     datamodule = build_datamodule(cfg, model)
     loggers = instantiate_group(cfg.get("logger"), "logger")
-    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, "trainer", logger=loggers or False, callbacks=run_callbacks()
+    )
     log_run_config(trainer.loggers, cfg, model)
     trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}

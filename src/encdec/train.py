@@ -17,6 +17,8 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from encdec.averaging import TopKAveraging
+from encdec.callbacks.exact_resume import ExactResume
+from encdec.callbacks.test_outputs import TestOutputs
 from encdec.checkpointing import (
     AtomicCheckpointIO,
     check_resumable,
@@ -25,6 +27,7 @@ from encdec.checkpointing import (
 )
 from encdec.distributed import (
     SameConfigOnAllRanks,
+    SpawnedRanksLeaveTogether,
     end_distributed_job,
     start_ranks_as_this_job,
 )
@@ -108,6 +111,12 @@ def log_global_batch(cfg: DictConfig, trainer: L.Trainer) -> None:
         logger.log_hyperparams({f"global_batch_{unit}": total, "world_size": trainer.world_size})
 
 
+def run_callbacks() -> list[L.Callback]:
+    """What every trainer of an entry point needs, whatever ``callbacks`` says: an exact resume,
+    the test stage's files, ``ddp_spawn`` ranks leaving together."""
+    return [ExactResume(), TestOutputs(), SpawnedRanksLeaveTogether()]
+
+
 def start_run(cfg: DictConfig) -> Path:
     """Seed, check the run dir, save + print the config and validate it (before any data is
     read); returns the run dir."""
@@ -130,7 +139,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     if not cfg.trainer.get("enable_progress_bar", True):  # the switch wins over the callback
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    callbacks += [SameConfigOnAllRanks(cfg), *extra_callbacks]  # DDP ranks: the same config
+    callbacks += [SameConfigOnAllRanks(cfg), *run_callbacks(), *extra_callbacks]
     keep_wandb_run_id(cfg, output_dir)  # a resumed run continues its W&B run
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate(

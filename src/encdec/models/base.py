@@ -12,48 +12,27 @@ The tokenizer is stored in the checkpoint, so ``Family.load_from_checkpoint(path
 works on raw strings without Hydra.
 """
 
-import json
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any, Self
 
 import lightning as L
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import Metric
 
-from encdec.data.batching import restore_loader_position
 from encdec.data.tokenization import PAD_ID, Seq2SeqTokenizer
 from encdec.metrics import TeacherForcedMetrics, TextMetrics
 from encdec.networks.loading import CHECKPOINT_FORMAT, read_checkpoint
 from encdec.schedules import build_scheduler
 from encdec.search import DecodingConfig
-from encdec.utils.lightning_compat import runs_in_spawned_processes
 
 
 def supports_fused_adamw(parameters: list[nn.Parameter]) -> bool:
     """Whether ``torch.optim.AdamW(fused=True)`` takes these: floating point, on CPU or CUDA."""
     return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in parameters)
-
-
-def rng_states() -> dict[str, Any]:
-    """Every random generator training draws from (dropout, sampling), to resume exactly."""
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class Seq2SeqModule(L.LightningModule):
@@ -108,7 +87,6 @@ class Seq2SeqModule(L.LightningModule):
         if self.data_config is not None:
             checkpoint["data"] = self.data_config
         checkpoint["best_val"] = dict(self.best_val)  # best-so-far metrics survive a resume
-        checkpoint["rng_states"] = rng_states()
 
     @classmethod
     def check_family(cls, family: str | None) -> None:
@@ -133,8 +111,6 @@ class Seq2SeqModule(L.LightningModule):
         self.data_config = checkpoint.get("data", self.data_config)
         if self._trainer is None:  # inference: decode as training did, unless told otherwise
             self.decoding = DecodingConfig(**checkpoint.get("decoding", {}))
-        elif "rng_states" in checkpoint:  # resuming training
-            set_rng_states(checkpoint["rng_states"])
 
     # ---- training ----
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,9 +123,6 @@ class Seq2SeqModule(L.LightningModule):
             reduction="sum",
         )
         return loss_sum, (target != PAD_ID).sum()
-
-    def on_train_start(self) -> None:
-        restore_loader_position(self.trainer)  # a mid-epoch resume goes on with the next batch
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         src, src_mask = self.batch_source(batch)
@@ -264,36 +237,4 @@ class Seq2SeqModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         suffix = self.decoding.suffix
         values = self._log_epoch("test", self.test_teacher_forced, self.test_text, suffix)
-        self.log_dict(values)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[dict[int, str]] = [{}] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, self.test_predictions)
-            self.test_predictions = {k: v for part in gathered for k, v in part.items()}
-        if self.trainer.is_global_zero:
-            self._write_test_outputs(values, Path(self.trainer.default_root_dir), suffix)
-
-    def teardown(self, stage: str) -> None:
-        """A ddp_spawn worker exits right after this: all ranks leave the process group together,
-        since gloo aborts a process that exits while a peer still holds the group open."""
-        spawned = self._trainer is not None and runs_in_spawned_processes(self.trainer)
-        if spawned and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
-
-    def _write_test_outputs(self, metrics: dict[str, float], output_dir: Path, suffix: str) -> None:
-        """``predictions/test{suffix}.txt`` in corpus order and ``test_metrics{suffix}.json``
-        with sacreBLEU's signature (written here, in the process that decoded, so that every
-        strategy, ddp_spawn included, leaves them)."""
-        predictions = output_dir / "predictions" / f"test{suffix}.txt"
-        predictions.parent.mkdir(parents=True, exist_ok=True)
-        lines = [self.test_predictions[i] for i in sorted(self.test_predictions)]
-        predictions.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        record = {
-            "metrics": metrics,
-            "bleu_signature": self.test_text.bleu_signature,
-            "predictions": str(predictions),
-            "sentences": len(lines),
-            "decode_seconds": self.test_decode_seconds,  # rank 0's search time, batch by batch
-            "sentences_per_s": len(lines) / max(self.test_decode_seconds, 1e-9),
-        }
-        (output_dir / f"test_metrics{suffix}.json").write_text(json.dumps(record, indent=2))
+        self.log_dict(values)  # callbacks.test_outputs writes predictions and metrics
