@@ -9,7 +9,7 @@ hand (e.g. the last N of a run). The result loads like any checkpoint:
 
 import argparse
 
-from encdec.averaging import average_checkpoints
+from encdec.training.averaging import average_checkpoints
 from encdec.utils.errors import exit_on_user_error
 
 

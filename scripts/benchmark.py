@@ -42,8 +42,8 @@ from torch.profiler import ProfilerActivity
 from torch.utils.flop_counter import FlopCounterMode
 
 from encdec.data.tokenization import PAD_ID
+from encdec.decoding.search import DECODING_PRECISIONS, DecodingConfig, decoding_autocast
 from encdec.models.loading import load_model
-from encdec.search import DECODING_PRECISIONS, DecodingConfig, decoding_autocast
 from encdec.train import build_data_and_model
 from encdec.utils.config import compose
 from encdec.utils.preload import first_cpu_info

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from encdec.comparison import (
+from encdec.reports.comparison import (
     markdown_table,
     paired_bootstrap,
     plot,

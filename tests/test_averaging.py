@@ -10,9 +10,9 @@ import lightning
 import pytest
 import torch
 
-from encdec.averaging import average_checkpoints
 from encdec.models.loading import load_model
 from encdec.train import train
+from encdec.training.averaging import average_checkpoints
 from encdec.utils.errors import UserError
 from tests.conftest import TINY_MODELS, compose_config
 from tests.test_entry_points import TINY_TRAIN

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from encdec.caption_metrics import (
+from encdec.metrics.captions import (
     CaptionMetrics,
     CiderD,
     caption_words,

@@ -1,4 +1,4 @@
-"""scripts/compare.py and encdec.comparison: tables, plots, W&B groups, significance."""
+"""scripts/compare.py and encdec.reports.comparison: tables, plots, W&B groups, significance."""
 
 import json
 import subprocess
@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from encdec import comparison
-from encdec.comparison import (
+from encdec.data.scan import scan_split
+from encdec.reports import comparison
+from encdec.reports.comparison import (
     markdown_table,
     paired_bootstrap,
     read_run_dir,
     read_wandb_group,
     summarise,
 )
-from encdec.data.scan import scan_split
 from encdec.utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]

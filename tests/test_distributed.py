@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from encdec.distributed import config_differences
+from encdec.launch.distributed import config_differences
 from encdec.utils.loggers import CSVLogger
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from encdec.decoding.search import DecodingConfig
 from encdec.evaluate import evaluate
 from encdec.models.base import Seq2SeqModule
 from encdec.models.loading import load_model
 from encdec.networks.loading import load_network
-from encdec.search import DecodingConfig
 from encdec.train import train
 from encdec.utils.config import CONFIG_DIR, flatten
 from encdec.utils.errors import UserError

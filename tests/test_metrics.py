@@ -4,7 +4,7 @@ import sacrebleu
 import torch
 from torchmetrics.text import Perplexity
 
-from encdec.metrics import TeacherForcedMetrics, TextMetrics
+from encdec.metrics.text import TeacherForcedMetrics, TextMetrics
 
 
 def test_teacher_forced_metrics_match_reference():

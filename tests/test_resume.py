@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from encdec.checkpointing import (
+from encdec.training.checkpointing import (
     AtomicCheckpointIO,
     check_resumable,
     keep_wandb_run_id,

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from encdec.schedules import build_scheduler, check_step_budget
 from encdec.train import train
+from encdec.training.schedules import build_scheduler, check_step_budget
 from encdec.utils.errors import UserError
 from tests.conftest import FAST, compose_config
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from encdec.search import (
+from encdec.decoding.search import (
     DecodingConfig,
     beam_search,
     greedy_search,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from encdec.search import DecodingConfig
+from encdec.decoding.search import DecodingConfig
 from tests.conftest import TINY_MODELS, random_batch
 
 GOLDEN = Path(__file__).parent / "golden" / "search.json"

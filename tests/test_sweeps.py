@@ -10,7 +10,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from encdec.sweeps import command_line, resume_study, resumed_sampler, search_space
+from encdec.launch.sweeps import command_line, resume_study, resumed_sampler, search_space
 from encdec.utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]

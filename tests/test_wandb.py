@@ -14,9 +14,9 @@ from lightning.pytorch.loggers.wandb import WandbLogger
 from omegaconf import OmegaConf
 from PIL import Image
 
+from encdec.decoding.search import greedy_search, max_output_lengths
 from encdec.models.transformer import TransformerSeq2Seq
 from encdec.modules.attention import MultiHeadAttention
-from encdec.search import greedy_search, max_output_lengths
 from encdec.train import train
 from encdec.utils.config import print_config_tree
 from encdec.utils.loggers import log_run_config, parameter_counts

@@ -16,23 +16,23 @@ import torch
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from encdec.averaging import TopKAveraging
 from encdec.callbacks.exact_resume import ExactResume
 from encdec.callbacks.test_outputs import TestOutputs
-from encdec.checkpointing import (
-    AtomicCheckpointIO,
-    check_resumable,
-    keep_wandb_run_id,
-    resume_checkpoint,
-)
-from encdec.distributed import (
+from encdec.decoding.search import DecodingConfig
+from encdec.launch.distributed import (
     SameConfigOnAllRanks,
     SpawnedRanksLeaveTogether,
     end_distributed_job,
     start_ranks_as_this_job,
 )
 from encdec.models.base import Seq2SeqModule
-from encdec.search import DecodingConfig
+from encdec.training.averaging import TopKAveraging
+from encdec.training.checkpointing import (
+    AtomicCheckpointIO,
+    check_resumable,
+    keep_wandb_run_id,
+    resume_checkpoint,
+)
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run, log_run_config

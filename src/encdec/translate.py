@@ -19,8 +19,8 @@ def main(cfg: DictConfig) -> None:
     # seconds): translation is often a short-lived filter
     import torch
 
+    from encdec.decoding.search import decoding_autocast
     from encdec.networks.loading import load_network
-    from encdec.search import decoding_autocast
 
     try:
         autocast = decoding_autocast(torch.device(cfg.device).type, cfg.precision)

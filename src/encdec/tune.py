@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from encdec.callbacks.pruning import OptunaPruning
-from encdec.sweeps import open_study, search_space, summary
+from encdec.launch.sweeps import open_study, search_space, summary
 from encdec.train import train
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError, exit_on_user_error

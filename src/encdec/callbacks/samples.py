@@ -23,8 +23,8 @@ from PIL import Image
 
 from encdec.data.captioning import image_array
 from encdec.data.tokenization import EOS_ID, token_text
+from encdec.decoding.search import Hypothesis
 from encdec.models.base import Seq2SeqModule
-from encdec.search import Hypothesis
 from encdec.utils.errors import UserError
 from encdec.utils.loggers import find_wandb_logger
 from encdec.utils.plots import pad_to_same_size, save_attention_heatmap, save_attention_overlay

@@ -38,12 +38,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from encdec.caption_metrics import caption_words
 from encdec.data.batching import TokenBucketBatchSampler, bucketed_loader
 from encdec.data.collate import pad
 from encdec.data.shapes import Scene, draw_scene, generate_scene
 from encdec.data.stages import TokenizedDataModule
 from encdec.data.tokenization import BOS_ID, EOS_ID, Seq2SeqTokenizer
+from encdec.metrics.captions import caption_words
 from encdec.utils.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from torch import nn
 from torchmetrics import Metric
 
 from encdec.data.tokenization import PAD_ID, Seq2SeqTokenizer
-from encdec.metrics import TeacherForcedMetrics, TextMetrics
+from encdec.decoding.search import DecodingConfig
+from encdec.metrics.text import TeacherForcedMetrics, TextMetrics
 from encdec.networks.loading import CHECKPOINT_FORMAT, read_checkpoint
-from encdec.schedules import build_scheduler
-from encdec.search import DecodingConfig
+from encdec.training.schedules import build_scheduler
 
 
 def supports_fused_adamw(parameters: list[nn.Parameter]) -> bool:

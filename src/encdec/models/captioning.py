@@ -19,9 +19,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from encdec.caption_metrics import CaptionMetrics
 from encdec.data.captioning import IMAGE_ERRORS, image_array, image_transform, read_image_file
 from encdec.data.tokenization import PAD_ID, token_text
+from encdec.decoding.search import DecodingConfig
+from encdec.metrics.captions import CaptionMetrics
 from encdec.models.base import Seq2SeqModule
 from encdec.modules.embeddings import TokenEmbedding, build_positions
 from encdec.modules.image_encoders import build_image_encoder
@@ -30,7 +31,6 @@ from encdec.modules.transformer import TransformerDecoder, TransformerMemory
 from encdec.networks.attention import AttentionDecoderSteps
 from encdec.networks.base import Seq2SeqNetwork, output_layer
 from encdec.networks.transformer import TransformerDecoderSteps
-from encdec.search import DecodingConfig
 from encdec.utils.errors import UserError
 from encdec.utils.plots import save_attention_overlay
 

@@ -1,6 +1,6 @@
 """What every Seq2Seq network shares: the step interface that search uses, the tokenizer, and
 decoding raw text, as a plain nn.Module (no Lightning: translation starts in a fraction of the
-time). A family implements (see ``encdec.search``)::
+time). A family implements (see ``encdec.decoding.search``)::
 
     encode(src, src_mask)            -> memory
     init_state(memory)               -> state
@@ -21,7 +21,13 @@ from torch import nn
 
 from encdec.data.collate import source_batch
 from encdec.data.tokenization import BOS_ID, EOS_ID, PAD_ID, Seq2SeqTokenizer
-from encdec.search import DecodingConfig, Hypothesis, decode, greedy_search, max_output_lengths
+from encdec.decoding.search import (
+    DecodingConfig,
+    Hypothesis,
+    decode,
+    greedy_search,
+    max_output_lengths,
+)
 
 
 class Seq2SeqNetwork(nn.Module):

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from encdec.data.tokenization import Seq2SeqTokenizer
+from encdec.decoding.search import DecodingConfig
 from encdec.networks.base import Seq2SeqNetwork
-from encdec.search import DecodingConfig
 from encdec.utils.errors import UserError
 
 CHECKPOINT_FORMAT = 1  # bumped when a checkpoint's layout changes incompatibly

@@ -26,9 +26,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from encdec.data.tokenization import load_or_train_tokenizer
+from encdec.decoding.search import DecodingConfig
 from encdec.modules.image_encoders import image_encoder_class
-from encdec.schedules import build_scheduler, check_step_budget
-from encdec.search import DecodingConfig
+from encdec.training.schedules import build_scheduler, check_step_budget
 from encdec.utils.errors import UserError
 
 HYDRA_KEYS = {"_target_", "_convert_", "_partial_", "_recursive_", "_args_"}

@@ -3,7 +3,7 @@
 Each batch of ``n_jobs`` trials is asked from the study, run through Hydra's launcher and told
 back; ``n_trials`` is the study's total, so the same command again resumes a study. Hydra loads
 sweepers from the ``hydra_plugins`` package only, and imports every module in it at start-up
-(which registers the config below), so the work is in :mod:`encdec.sweeps`, imported when a
+(which registers the config below), so the work is in :mod:`encdec.launch.sweeps`, imported when a
 sweep starts.
 """
 
@@ -45,8 +45,8 @@ ConfigStore.instance().store(
 
 
 class ResumableOptunaSweeper(Sweeper):
-    """Hydra's side of the sweep: its settings, launcher and config; :func:`encdec.sweeps.sweep`
-    runs the study."""
+    """Hydra's side of the sweep: its settings, launcher and config;
+    :func:`encdec.launch.sweeps.sweep` runs the study."""
 
     def __init__(self, **settings: Any) -> None:
         self.settings = OptunaSweeperConf(**settings)  # the fields, checked by Hydra already
@@ -62,6 +62,6 @@ class ResumableOptunaSweeper(Sweeper):
 
     @exit_on_user_error
     def sweep(self, arguments: list[str]) -> None:
-        from encdec.sweeps import sweep
+        from encdec.launch.sweeps import sweep
 
         sweep(self, arguments)

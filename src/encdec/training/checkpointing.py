@@ -6,7 +6,7 @@
 - :class:`LastCheckpoint` writes ``last.ckpt`` after every validation and every N training
   steps (except at an epoch's last batch, which Lightning cannot resume from exactly).
   In a submitit SLURM job it also holds back the requeue signal until it has written last.ckpt
-  at the next step boundary (:class:`encdec.slurm.RequeueSignal`).
+  at the next step boundary (:class:`encdec.launch.slurm.RequeueSignal`).
 - :func:`resume_checkpoint` picks the checkpoint a run continues from: ``ckpt_path=...``, or with
   ``resume=auto`` the run dir's ``checkpoints/last.ckpt`` when there is one. A job SLURM has
   requeued continues from that ``last.ckpt`` whatever ``resume`` says.
@@ -36,9 +36,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 
+from encdec.launch.slurm import RequeueSignal, slurm_restart_count
 from encdec.models.base import Seq2SeqModule
 from encdec.networks.loading import read_checkpoint
-from encdec.slurm import RequeueSignal, slurm_restart_count
 from encdec.utils.errors import UserError
 
 log = logging.getLogger(__name__)

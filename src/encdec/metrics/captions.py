@@ -23,7 +23,7 @@ import sacrebleu
 import torch
 from torchmetrics import Metric
 
-from encdec.metrics import _to_bytes, _to_texts
+from encdec.metrics.text import _to_bytes, _to_texts
 
 NGRAM_ORDER = 4
 CIDER_SIGMA = 6.0

@@ -1,0 +1,1 @@
+"""Running jobs: DDP under Hydra, SLURM through submitit, Optuna sweeps."""

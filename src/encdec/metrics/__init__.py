@@ -1,0 +1,2 @@
+"""Text metrics (sacreBLEU, chrF, exact match; perplexity) and caption metrics (BLEU, CIDEr-D,
+ROUGE-L)."""

@@ -1,0 +1,1 @@
+"""Architecture-comparison reports: tables, plots and paired bootstrap over run dirs."""
