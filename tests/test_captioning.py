@@ -25,13 +25,13 @@ from encdec.data.shapes import draw_scene, generate_scene
 from encdec.data.tokenization import BOS_ID, EOS_ID, Seq2SeqTokenizer, load_or_train_tokenizer
 from encdec.decoding.search import DecodingConfig, beam_search, greedy_search, max_output_lengths
 from encdec.evaluate import evaluate
+from encdec.launch.validation import validate_config
 from encdec.models.captioning import AttentionCaptioner, TransformerCaptioner
 from encdec.models.loading import load_model
 from encdec.modules.image_encoders import ResNetEncoder, build_image_encoder
 from encdec.train import train
 from encdec.utils.errors import UserError
 from encdec.utils.plots import save_attention_overlay
-from encdec.utils.validation import validate_config
 from tests.conftest import FAST, SHARED_DATA, TRAINING, VOCAB, compose_config
 from tests.test_entry_points import _cli
 

@@ -14,13 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from encdec.decoding.search import DecodingConfig
 from encdec.evaluate import evaluate
+from encdec.launch.validation import validate_config
 from encdec.models.base import Seq2SeqModule
 from encdec.models.loading import load_model
 from encdec.networks.loading import load_network
 from encdec.train import train
 from encdec.utils.config import CONFIG_DIR, flatten
 from encdec.utils.errors import UserError
-from encdec.utils.validation import validate_config
 from tests.conftest import FAST, SHARED_DATA, compose_config
 from tests.readme_commands import readme_commands
 

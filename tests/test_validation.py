@@ -4,8 +4,8 @@ out-of-range value fails in one line naming the key, before any data is read."""
 import pytest
 import torch
 
+from encdec.launch.validation import check_devices, validate_config
 from encdec.utils.errors import UserError
-from encdec.utils.validation import check_devices, validate_config
 from tests.conftest import compose_config
 from tests.test_entry_points import GROUP_OPTIONS, _cli
 

@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from encdec.callbacks.exact_resume import ExactResume
-from encdec.callbacks.test_outputs import TestOutputs
+from encdec.callbacks.prediction_files import PredictionFiles
 from encdec.decoding.search import DecodingConfig
 from encdec.launch.distributed import (
     SameConfigOnAllRanks,
@@ -25,6 +25,7 @@ from encdec.launch.distributed import (
     end_distributed_job,
     start_ranks_as_this_job,
 )
+from encdec.launch.validation import check_devices, validate_config
 from encdec.models.base import Seq2SeqModule
 from encdec.training.averaging import TopKAveraging
 from encdec.training.checkpointing import (
@@ -38,7 +39,6 @@ from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run, log_run_config
 from encdec.utils.preload import loaded_libraries
 from encdec.utils.run_dir import check_output_dir
-from encdec.utils.validation import check_devices, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def log_global_batch(cfg: DictConfig, trainer: L.Trainer) -> None:
 def run_callbacks() -> list[L.Callback]:
     """What every trainer of an entry point needs, whatever ``callbacks`` says: an exact resume,
     the test stage's files, ``ddp_spawn`` ranks leaving together."""
-    return [ExactResume(), TestOutputs(), SpawnedRanksLeaveTogether()]
+    return [ExactResume(), PredictionFiles(), SpawnedRanksLeaveTogether()]
 
 
 def start_run(cfg: DictConfig) -> Path:

@@ -237,4 +237,4 @@ class Seq2SeqModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         suffix = self.decoding.suffix
         values = self._log_epoch("test", self.test_teacher_forced, self.test_text, suffix)
-        self.log_dict(values)  # callbacks.test_outputs writes predictions and metrics
+        self.log_dict(values)  # callbacks.prediction_files writes the files

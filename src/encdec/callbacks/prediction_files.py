@@ -10,9 +10,7 @@ import lightning as L
 import torch.distributed as dist
 
 
-class TestOutputs(L.Callback):
-    __test__ = False  # a Lightning callback, not a pytest class
-
+class PredictionFiles(L.Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         predictions: dict[int, str] = pl_module.test_predictions
         if dist.is_available() and dist.is_initialized():
