@@ -122,3 +122,9 @@ FAST = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The README test first: it takes minutes, and with two tests running at once (-n 2) it
+    should not be the one left running alone at the end."""
+    items.sort(key=lambda item: item.path.name != "test_readme.py")
