@@ -22,7 +22,6 @@ import pytest
 from tests.conftest import SHARED_DATA
 from tests.readme_commands import readme_commands
 
-ROOT = Path(__file__).resolve().parents[1]
 # appended to every training command: a few batches of everything, and narrower sweep grids
 TINY_TRAINING = [
     "trainer.max_epochs=1",

@@ -12,7 +12,7 @@ on only the long sentences. Output tokens exclude BOS and EOS.
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import torch
@@ -222,9 +222,6 @@ class DecodingConfig:
         """This config with ``settings`` applied; a ``None`` keeps this config's value (the
         entry points' configs leave the output limits to the checkpoint that way)."""
         return replace(self, **{k: v for k, v in settings.items() if v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def decode(

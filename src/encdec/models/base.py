@@ -14,6 +14,7 @@ works on raw strings without Hydra.
 
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Self
 
@@ -83,7 +84,7 @@ class Seq2SeqModule(L.LightningModule):
             checkpoint["tokenizer"] = self.tokenizer.to_dict()
         checkpoint["encdec_family"] = type(self).__name__
         checkpoint["encdec_format"] = CHECKPOINT_FORMAT
-        checkpoint["decoding"] = self.decoding.to_dict()  # output limits suit the data
+        checkpoint["decoding"] = asdict(self.decoding)  # output limits suit the data
         if self.data_config is not None:
             checkpoint["data"] = self.data_config
         checkpoint["best_val"] = dict(self.best_val)  # best-so-far metrics survive a resume
