@@ -1,11 +1,11 @@
-"""Speed and quality benchmark of each model family on Multi30k (de->en).
+"""Speed and quality benchmark of each Multi30k experiment's model (de->en).
 
     python scripts/benchmark.py --data-path ../shared/data/multi30k \
         --ckpt transformer=outputs/.../best.ckpt [--families transformer rnn attention] \
         [--precision bf16-mixed] [--device cpu|cuda] [--output docs/benchmarks/NAME]
 
-For each family, in a fresh process of its own (so peak memory is that family's), at the fixed
-configuration of ``conf/experiment/multi30k_<family>.yaml``:
+For each family (an experiment ``conf/experiment/multi30k_<family>.yaml``: every one there by
+default), in a fresh process of its own (so peak memory is that family's), at its configuration:
 
 - training throughput through the real Lightning loop: target tokens/s and source+target
   tokens/s over ``--steps`` batches after ``--warmup`` batches;
@@ -43,12 +43,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from encdec.data.tokenization import PAD_ID
 from encdec.decoding.search import DECODING_PRECISIONS, DecodingConfig, decoding_autocast
-from encdec.models.loading import load_model
+from encdec.inference.translator import Translator
 from encdec.train import build_data_and_model
-from encdec.utils.config import compose
+from encdec.utils.config import CONFIG_DIR, compose
 from encdec.utils.preload import first_cpu_info
 
-FAMILIES = ("transformer", "attention", "rnn")
+# a "family" is an experiment of conf/experiment/multi30k_<family>.yaml: whichever exist
+FAMILIES = tuple(
+    sorted(p.stem.removeprefix("multi30k_") for p in Path(CONFIG_DIR).glob("experiment/multi30k_*"))
+)
 
 
 def synchronize(device: torch.device) -> None:
@@ -207,7 +210,7 @@ def measure_training(
 
 def measure_decoding(datamodule, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     sources, references = datamodule.texts("test")
-    model = load_model(args.ckpt[args.family], map_location=str(device)).to(device)
+    translator = Translator.from_checkpoint(args.ckpt[args.family], map_location=str(device))
     results: dict[str, Any] = {"test_sentences": len(sources)}
     source_file = Path(tempfile.mkdtemp()) / "test_source.txt"  # no corpus text in the output
     source_file.write_text("".join(f"{line}\n" for line in sources), encoding="utf-8")
@@ -218,7 +221,9 @@ def measure_decoding(datamodule, args: argparse.Namespace, device: torch.device)
         synchronize(device)
         start = time.perf_counter()
         with decoding_autocast(device.type, args.decode_precision):
-            hypotheses = model.translate(sources, decoding, batch_size=args.decode_batch_size)
+            hypotheses = translator.translate(
+                sources, decoding, batch_size=args.decode_batch_size
+            )
         synchronize(device)
         seconds = time.perf_counter() - start
         bleu = metric.corpus_score(hypotheses, [references])
@@ -359,7 +364,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument(
-        "--override", nargs="*", default=[], help="more Hydra overrides, e.g. model.dropout=0.1"
+        "--override", nargs="*", default=[], help="more Hydra overrides, e.g. model.net.decoder.dropout=0.1"
     )
     parser.add_argument(
         "--output", default=f"outputs/benchmark/{time.strftime('%Y-%m-%d_%H-%M-%S')}"

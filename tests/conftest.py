@@ -7,77 +7,98 @@ from pathlib import Path
 # they start too, or the threads of the two spin against each other
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import functools
+
+import hydra
 import pytest
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from encdec.models.attention import AttentionSeq2Seq
-from encdec.models.base import Seq2SeqModule
-from encdec.models.rnn import RNNSeq2Seq
-from encdec.models.transformer import TransformerSeq2Seq
-from encdec.utils.config import compose
+from encdec.networks.encoder_decoder import EncoderDecoder
+from encdec.training.building import build_model
+from encdec.training.seq2seq_module import Seq2SeqModule
+from encdec.utils.config import CONFIG_DIR, compose
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOCAB = 24
-TRAINING = {"optimizer": {"lr": 3e-3}, "scheduler": {"name": "constant"}}
+TRAINING = ["model/scheduler=constant", "model.optimizer.lr=3e-3"]
+RNN_SIZES = [
+    "model.net.embedding_dim=16",
+    "model.net.encoder.hidden_size=32",
+    "model.net.decoder.hidden_size=32",
+]
+TRANSFORMER_SIZES = [
+    "model.net.embedding_dim=32",
+    *[f"model.net.{part}.{key}" for part in ("encoder", "decoder") for key in ("dim=32", "ff_dim=64")],
+]
 
-# Every family and the main variants, tiny.
-TINY_MODELS = {
-    "rnn-gru": lambda: RNNSeq2Seq(VOCAB, VOCAB, **TRAINING, embedding_dim=16, hidden_size=32),
-    "rnn-lstm-bi": lambda: RNNSeq2Seq(
-        VOCAB, VOCAB, **TRAINING, cell="lstm", embedding_dim=16, hidden_size=32, bidirectional=True
-    ),
-    "bahdanau": lambda: AttentionSeq2Seq(
-        VOCAB, VOCAB, **TRAINING, embedding_dim=16, hidden_size=32
-    ),
-    "luong-general-feed": lambda: AttentionSeq2Seq(
-        VOCAB,
-        VOCAB,
-        **TRAINING,
-        embedding_dim=16,
-        hidden_size=32,
-        attention="general",
-        input_feeding=True,
-        cell="lstm",
-    ),
-    "luong-dot": lambda: AttentionSeq2Seq(
-        VOCAB,
-        VOCAB,
-        **TRAINING,
-        embedding_dim=16,
-        hidden_size=32,
-        attention="dot",
-        bidirectional=False,
-    ),
-    "transformer-prenorm": lambda: TransformerSeq2Seq(
-        VOCAB,
-        VOCAB,
-        **TRAINING,
-        d_model=32,
-        num_heads=4,
-        ff_dim=64,
-        encoder_layers=2,
-        decoder_layers=2,
-    ),
-    "transformer-postnorm-learned": lambda: TransformerSeq2Seq(
-        VOCAB,
-        VOCAB,
-        **TRAINING,
-        d_model=32,
-        num_heads=2,
-        ff_dim=64,
-        norm_first=False,
-        positions="learned",
-        share_embeddings=False,
-        tie_output=False,
-    ),
+# The model configs and their main variants, tiny: overrides of the real configs.
+TINY_OVERRIDES = {
+    "rnn-gru": ["model=rnn", *RNN_SIZES],
+    "rnn-lstm-bi": [
+        "model=rnn",
+        *RNN_SIZES,
+        "model.net.encoder.cell=lstm",
+        "model.net.decoder.cell=lstm",
+        "model.net.encoder.bidirectional=true",
+    ],
+    "bahdanau": ["model=attention", *RNN_SIZES],
+    "luong-general-feed": [
+        "model=attention",
+        *RNN_SIZES,
+        "model.net.decoder.attention=general",
+        "model.net.decoder.input_feeding=true",
+        "model.net.encoder.cell=lstm",
+        "model.net.decoder.cell=lstm",
+    ],
+    "luong-dot": [
+        "model=attention",
+        *RNN_SIZES,
+        "model.net.decoder.attention=dot",
+        "model.net.encoder.bidirectional=false",
+    ],
+    "transformer-prenorm": [
+        "model=transformer",
+        *TRANSFORMER_SIZES,
+        "model.net.encoder.num_layers=2",
+        "model.net.decoder.num_layers=2",
+        "model.net.share_embeddings=true",
+    ],
+    "transformer-postnorm-learned": [
+        "model=transformer",
+        *TRANSFORMER_SIZES,
+        *[f"model.net.{part}.{key}" for part in ("encoder", "decoder") for key in (
+            "num_heads=2", "norm_first=false", "positions=learned"
+        )],
+        "model.net.share_embeddings=false",
+        "model.net.tie_output=false",
+    ],
 }
 
 
+@functools.cache
+def model_config(overrides: tuple[str, ...]) -> dict:
+    """The resolved ``model`` node of the train config composed with ``overrides``."""
+    with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = hydra.compose("train", overrides=list(overrides))
+    return OmegaConf.to_container(cfg.model, resolve=True)
+
+
+def build_tiny(overrides: list[str], vocab_sizes: dict[str, int] | None = None) -> Seq2SeqModule:
+    """A model built from the real configs with ``overrides`` (and the tiny training settings),
+    for a vocabulary of ``VOCAB`` tokens on both sides unless ``vocab_sizes`` says otherwise."""
+    sizes = vocab_sizes or {"source_vocab_size": VOCAB, "target_vocab_size": VOCAB}
+    return build_model(model_config((*TRAINING, *overrides)), sizes)
+
+
+TINY_MODELS = {name: functools.partial(build_tiny, o) for name, o in TINY_OVERRIDES.items()}
+
+
 @pytest.fixture(params=sorted(TINY_MODELS))
-def tiny_model(request: pytest.FixtureRequest) -> Seq2SeqModule:
+def tiny_model(request: pytest.FixtureRequest) -> EncoderDecoder:
+    """Each tiny model's network, in eval mode."""
     torch.manual_seed(0)
-    return TINY_MODELS[request.param]().eval()
+    return TINY_MODELS[request.param]().net.eval()
 
 
 def random_batch(
@@ -128,3 +149,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The README test first: it takes minutes, and with two tests running at once (-n 2) it
     should not be the one left running alone at the end."""
     items.sort(key=lambda item: item.path.name != "test_readme.py")
+
+
+def model_checkpoint(model: Seq2SeqModule, **changes: object) -> dict[str, object]:
+    """What a training checkpoint of ``model`` holds (its ``on_save_checkpoint`` contents, the
+    weights, a training state), with ``changes`` (None deletes a key)."""
+    checkpoint: dict[str, object] = {
+        "state_dict": model.state_dict(),
+        "optimizer_states": [{"unused": 1}],
+        "loops": {},
+    }
+    model.on_save_checkpoint(checkpoint)
+    checkpoint.update(changes)
+    return {key: value for key, value in checkpoint.items() if value is not None}

@@ -10,25 +10,17 @@ import lightning
 import pytest
 import torch
 
-from encdec.models.loading import load_model
 from encdec.train import train
 from encdec.training.averaging import average_checkpoints
+from encdec.training.building import load_model
 from encdec.utils.errors import UserError
-from tests.conftest import TINY_MODELS, compose_config
+from tests.conftest import TINY_MODELS, compose_config, model_checkpoint
 from tests.test_entry_points import TINY_TRAIN
 
 
-def save_checkpoint(model, path, family: str | None = None) -> None:
-    torch.save(
-        {
-            "state_dict": model.state_dict(),
-            "hyper_parameters": dict(model.hparams),
-            "encdec_family": family or type(model).__name__,
-            "optimizer_states": [{"unused": 1}],
-            "pytorch-lightning_version": lightning.__version__,
-        },
-        path,
-    )
+def save_checkpoint(model, path, **changes) -> None:
+    checkpoint = model_checkpoint(model, **changes)
+    torch.save({**checkpoint, "pytorch-lightning_version": lightning.__version__}, path)
 
 
 def test_average_of_identical_checkpoints_is_that_checkpoint(tmp_path):
@@ -64,8 +56,10 @@ def test_average_of_two_checkpoints_is_their_mean(tmp_path):
 def test_mismatched_checkpoints_are_refused(tmp_path):
     save_checkpoint(TINY_MODELS["rnn-gru"](), tmp_path / "rnn.ckpt")
     save_checkpoint(TINY_MODELS["bahdanau"](), tmp_path / "attention.ckpt")
-    save_checkpoint(TINY_MODELS["rnn-lstm-bi"](), tmp_path / "lstm.ckpt", family="RNNSeq2Seq")
-    with pytest.raises(UserError, match="another model family"):
+    gru = TINY_MODELS["rnn-gru"]()
+    lstm = TINY_MODELS["rnn-lstm-bi"]()  # another network, but declared as the GRU's
+    save_checkpoint(lstm, tmp_path / "lstm.ckpt", encdec_model=gru.model_config)
+    with pytest.raises(UserError, match="another network"):
         average_checkpoints([tmp_path / "rnn.ckpt", tmp_path / "attention.ckpt"], tmp_path / "x")
     with pytest.raises(UserError, match="other parameters"):
         average_checkpoints([tmp_path / "rnn.ckpt", tmp_path / "lstm.ckpt"], tmp_path / "x")

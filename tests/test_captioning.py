@@ -554,8 +554,8 @@ TINY_SHAPES = [
 @pytest.mark.parametrize(
     ("model", "tiny"),
     [
-        ("caption_attention", ["model.embedding_dim=16", "model.hidden_size=32"]),
-        ("caption_transformer", ["model.d_model=32", "model.ff_dim=64", "model.decoder_layers=1"]),
+        ("caption_attention", ["model.net.embedding_dim=16", "model.net.encoder.hidden_size=32", "model.net.decoder.hidden_size=32"]),
+        ("caption_transformer", ["model.net.embedding_dim=32", "model.net.encoder.dim=32", "model.net.decoder.dim=32", "model.net.encoder.ff_dim=64", "model.net.decoder.ff_dim=64", "model.net.decoder.num_layers=1"]),
     ],
 )
 def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, tiny):

@@ -15,9 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from encdec.decoding.search import DecodingConfig
 from encdec.evaluate import evaluate
 from encdec.launch.validation import validate_config
-from encdec.models.base import Seq2SeqModule
-from encdec.models.loading import load_model
-from encdec.networks.loading import load_network
+from encdec.inference.loading import load_network
+from encdec.inference.translator import Translator
+from encdec.networks.encoder_decoder import EncoderDecoder
+from encdec.training.building import build_model, load_model
+from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.train import train
 from encdec.utils.config import CONFIG_DIR, flatten
 from encdec.utils.errors import UserError
@@ -25,20 +27,21 @@ from tests.conftest import FAST, SHARED_DATA, compose_config
 from tests.readme_commands import readme_commands
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUP_OPTIONS = [
-    (group, path.stem)
-    for group in ("data", "model", "trainer", "logger", "callbacks", "debug", "experiment")
-    for path in sorted((Path(CONFIG_DIR) / group).glob("*.yaml"))
+GROUP_OPTIONS = [  # every option of every group, the model's nested groups included
+    (path.parent.relative_to(CONFIG_DIR).as_posix(), path.stem)
+    for path in sorted(Path(CONFIG_DIR).rglob("*.yaml"))
+    if path.parent != Path(CONFIG_DIR) and path.parts[-2] not in ("hparams_search", "paths")
+    and "hydra" not in path.relative_to(CONFIG_DIR).parts
 ]
 TINY = {
-    "rnn": ["model.embedding_dim=16", "model.hidden_size=32"],
-    "attention": ["model.embedding_dim=16", "model.hidden_size=32"],
+    "rnn": ["model.net.embedding_dim=16", "model.net.encoder.hidden_size=32", "model.net.decoder.hidden_size=32"],
+    "attention": ["model.net.embedding_dim=16", "model.net.encoder.hidden_size=32", "model.net.decoder.hidden_size=32"],
     "transformer": [
-        "model.d_model=32",
-        "model.ff_dim=64",
-        "model.num_heads=2",
-        "model.share_embeddings=false",
-        "model.tie_output=false",
+        "model.net.embedding_dim=32", "model.net.encoder.dim=32", "model.net.decoder.dim=32",
+        "model.net.encoder.ff_dim=64", "model.net.decoder.ff_dim=64",
+        "model.net.encoder.num_heads=2", "model.net.decoder.num_heads=2",
+        "model.net.share_embeddings=false",
+        "model.net.tie_output=false",
     ],
 }
 
@@ -62,7 +65,9 @@ def option_settings(group: str, option: str) -> dict[str, object]:
     settings.pop("defaults", None)
     settings.pop("hydra", None)
     is_global = path.read_text().startswith("# @package _global_")
-    flat = flatten(settings if is_global else {group: settings})
+    for key in reversed(group.split("/")):  # model/net/encoder -> {model: {net: {encoder: ..}}}
+        settings = settings if is_global else {key: settings}
+    flat = flatten(settings)
     return {k: v for k, v in flat.items() if not (isinstance(v, str) and "${" in v)}
 
 
@@ -70,27 +75,49 @@ def assert_instance_of_target(built: object, node: DictConfig) -> None:
     assert isinstance(built, get_class(node._target_)), node._target_
 
 
+def takes_images(encoder_option: str) -> bool:
+    """Whether an encoder config's class reads images (a text encoder takes ``input_size``)."""
+    path = Path(CONFIG_DIR) / "model" / "net" / "encoder" / f"{encoder_option}.yaml"
+    node = OmegaConf.load(path)
+    while "_target_" not in node:  # an option that extends another: its defaults' first
+        node = OmegaConf.load(path.with_name(f"{node.defaults[0]}.yaml"))
+    return "input_size" not in get_class(node._target_).__init__.__code__.co_varnames
+
+
+def model_option(overrides: list[str]) -> str:
+    """The model option a list of overrides chooses (train.yaml's default if none)."""
+    chosen = [o.split("=")[1] for o in overrides if o.startswith("model=")]
+    defaults = OmegaConf.load(Path(CONFIG_DIR) / "train.yaml").defaults
+    return chosen[0] if chosen else next(d.model for d in defaults if "model" in d)
+
+
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
 def test_every_config_composes_and_instantiates(tmp_path, group, option):
     overrides = [f"{group}={option}"]
     if option == "parallel_text":
         overrides += ["data.path=/tmp", "data.source_lang=de", "data.target_lang=en"]
+    if group == "model/net/encoder" and takes_images(option):
+        overrides += ["model=caption_attention", "data=caption_shapes"]
     cfg = compose_config("train", overrides, tmp_path / "run")
     OmegaConf.resolve(cfg)
     validate_config(cfg)  # every key known to the class it configures, in type and range
     given = {override.split("=")[0] for override in overrides}
+    if "/" in group:  # a model part: the model config's own settings for it come after it
+        given |= set(option_settings("model", model_option(overrides)))
     for key, value in option_settings(group, option).items():
         if key not in given:
             assert OmegaConf.select(cfg, key) == value, f"{group}={option}: {key}={value!r}"
     if group == "data":
         assert_instance_of_target(instantiate(cfg.data), cfg.data)
-    elif group == "model":
+    elif group.startswith("model"):
         vocab_sizes = {"target_vocab_size": 50}  # captioners: the source is images
-        if not option.startswith("caption"):
+        if "CaptionMetrics" not in cfg.model.metrics._target_:
             vocab_sizes["source_vocab_size"] = 50
-        model = instantiate(cfg.model, **vocab_sizes)
+        model = build_model(OmegaConf.to_container(cfg.model), vocab_sizes)
         assert_instance_of_target(model, cfg.model)
-        assert model.vocab_sizes() == vocab_sizes
+        for part in ("encoder", "decoder"):
+            assert_instance_of_target(getattr(model.net, part), cfg.model.net[part])
+        assert model.net.vocab_sizes() == vocab_sizes
     elif group == "trainer" and cfg.trainer.accelerator == "cpu":
         assert instantiate(cfg.trainer).max_epochs == cfg.trainer.max_epochs
     elif group in ("logger", "callbacks"):
@@ -129,28 +156,31 @@ def test_train_then_evaluate_reproduces_test_metrics(tmp_path, family):
         assert value == pytest.approx(metrics[name], abs=1e-6), name
     assert (tmp_path / "eval" / "predictions" / "test_beam2.txt").read_text() == predictions
     model = load_model(best)
-    assert type(model).__name__.lower().startswith(family[:3])
+    assert model.model_config == OmegaConf.to_container(cfg_model(family), resolve=True)
+    translator = Translator(model.net)
     sentences = ["jump twice", "walk left after run", "look", "run around right thrice and jump"]
-    one_by_one = [model.translate([sentence])[0] for sentence in sentences]
-    assert model.translate(sentences, batch_size=2) == one_by_one  # length-sorted, input order
-    network = load_network(best)  # the same weights without Lightning: the same translations
-    assert not isinstance(network, Seq2SeqModule)
-    assert network.translate(sentences, batch_size=2) == one_by_one
+    one_by_one = [translator.translate([sentence])[0] for sentence in sentences]
+    assert translator.translate(sentences, batch_size=2) == one_by_one  # length-sorted, in order
+    network, _ = load_network(best)  # the same weights without Lightning: the same translations
+    assert isinstance(network, EncoderDecoder) and not isinstance(network, Seq2SeqModule)
+    assert Translator(network).translate(sentences, batch_size=2) == one_by_one
 
 
-def test_checkpoint_loads_without_hydra_and_rejects_other_families(tmp_path):
+def cfg_model(family: str) -> DictConfig:
+    return compose_config("train", TINY_TRAIN[family], Path("/tmp/unused")).model
+
+
+def test_checkpoint_loads_without_hydra_and_refuses_what_it_cannot_read(tmp_path):
     cfg = compose_config("train", [*TINY_TRAIN["transformer"], "test=false"], tmp_path / "run")
     train(cfg)
     path = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    from encdec.models.attention import AttentionSeq2Seq
-    from encdec.models.transformer import TransformerSeq2Seq
-
-    model = TransformerSeq2Seq.load_from_checkpoint(path)
-    assert model.tokenizer is not None and model.translate(["look"])[0] is not None
-    with pytest.raises(
-        ValueError, match="holds a TransformerSeq2Seq model, not a AttentionSeq2Seq"
-    ):
-        AttentionSeq2Seq.load_from_checkpoint(path)
+    model = load_model(path)  # from the config and tokenizer the checkpoint holds
+    assert model.tokenizer is not None and Translator(model.net).translate(["look"])[0] is not None
+    checkpoint = torch.load(path, weights_only=True)
+    old = {"encdec_family": "TransformerSeq2Seq", "state_dict": checkpoint["state_dict"]}
+    torch.save(old, tmp_path / "old.ckpt")  # the layout before models were composed
+    with pytest.raises(UserError, match=r"checkpoint format 1 .* use encdec 0.1.0 \(git tag v0.1.0\)"):
+        load_model(tmp_path / "old.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(UserError, match="not an encdec model checkpoint"):
         load_model(tmp_path / "other.ckpt")
@@ -160,15 +190,15 @@ def test_checkpoint_loads_without_hydra_and_rejects_other_families(tmp_path):
 
 
 def test_config_errors_name_the_key(tmp_path):
-    cfg = compose_config("train", [*FAST, "+model.hiden_size=3"], tmp_path / "a")
-    with pytest.raises(UserError, match=r"unknown key 'model.hiden_size'; did you mean"):
+    cfg = compose_config("train", [*FAST, "+model.net.decoder.hiden_size=3"], tmp_path / "a")
+    with pytest.raises(UserError, match=r"unknown key 'model.net.decoder.hiden_size'; did you mean"):
         train(cfg)
-    cfg = compose_config("train", [*FAST, "model.cell=transistor"], tmp_path / "b")
-    with pytest.raises(UserError, match="model: unknown rnn cell 'transistor'"):
+    cfg = compose_config("train", [*FAST, "model.net.decoder.cell=transistor"], tmp_path / "b")
+    with pytest.raises(UserError, match="model.net.decoder.cell='transistor': expected one of 'gru', 'lstm'"):
         train(cfg)
     cfg = compose_config(
         "train",
-        [*FAST, "model=transformer", "model.share_embeddings=true", "data.tokenizer.joint=false"],
+        [*FAST, "model=transformer", "model.net.share_embeddings=true", "data.tokenizer.joint=false"],
         tmp_path / "c",
     )
     with pytest.raises(UserError, match="share_embeddings=true needs data.tokenizer.joint=true"):
@@ -224,11 +254,11 @@ BAD_INPUTS = {  # args ({tmp}: the test's tmp dir) -> the one line that must say
         "error: cannot load 'nobody/no-such-corpus'",
     ),
     "wrong type": (["data.max_tokens=lots"], "error: data.max_tokens='lots': expected an integer"),
-    "out of range": (["model.dropout=1.5"], "error: model.dropout=1.5: must be in [0, 1)"),
+    "out of range": (["model.net.decoder.dropout=1.5"], "error: model.net.decoder.dropout=1.5: must be in [0, 1)"),
     "beam of 0": (["decoding.beam_size=0"], "error: decoding.beam_size=0: must be in [1, inf)"),
     "shared embeddings": (
-        ["model=transformer", "model.share_embeddings=true"],
-        "error: model.share_embeddings=true needs data.tokenizer.joint=true",
+        ["model=transformer", "model.net.share_embeddings=true"],
+        "error: model.net.share_embeddings=true needs data.tokenizer.joint=true",
     ),
 }
 
@@ -269,7 +299,7 @@ def test_translate_cli_reads_stdin(tmp_path):
     assert result.returncode == 0, result.stderr
     model = load_model(ckpt)
     as_configured = model.decoding.updated({"beam_size": 5})  # translate.yaml: the limits kept
-    expected = model.translate(["jump twice", "walk left"], as_configured)
+    expected = Translator(model.net).translate(["jump twice", "walk left"], as_configured)
     assert result.stdout.splitlines() == expected
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
     assert "encdec.networks.loading" in imported
@@ -294,7 +324,7 @@ def test_a_checkpoint_keeps_its_data_and_decoding_limits(tmp_path):
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     limits = DecodingConfig(max_len_a=cfg.decoding.max_len_a, max_len_b=cfg.decoding.max_len_b)
     assert limits.max_len_a == 4  # data=scan's, not DecodingConfig's 1.5
-    assert load_network(ckpt).decoding == limits
+    assert load_network(ckpt)[0].decoding == limits
     assert load_model(ckpt).decoding == limits
     assert load_model(ckpt).data_config["_target_"] == cfg.data._target_
 
@@ -315,7 +345,7 @@ def test_wandb_logs_offline_into_the_run_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "secret-key-that-must-not-be-saved-0123456789")
     cfg = compose_config(
         "train",
-        [*FAST, "logger=wandb", "model.hidden_size=16", "model.embedding_dim=8"],
+        [*FAST, "logger=wandb", "model.net.encoder.hidden_size=16", "model.net.decoder.hidden_size=16", "model.net.embedding_dim=8"],
         tmp_path / "run",
     )
     train(cfg)
@@ -373,21 +403,13 @@ def test_two_process_ddp_metrics_equal_single_process(tmp_path):
     assert single.count("\n") == 4182
 
 
-def test_every_checkpoint_family_resolves_to_its_class():
-    from encdec.models.loading import FAMILIES, family_class
-
-    for family in FAMILIES:
-        cls = family_class(family)
-        assert cls.__name__ == family and issubclass(cls, Seq2SeqModule)
-
-
 def test_a_step_budget_that_ends_before_any_validation_still_tests(tmp_path):
     """max_steps ends the run inside its first epoch: no val metric exists, so early stopping
     has nothing to stop on and the current weights are tested."""
     overrides = [
         "model=scan_transformer",
-        "model.d_model=32",
-        "model.ff_dim=64",
+        "model.net.embedding_dim=32", "model.net.encoder.dim=32", "model.net.decoder.dim=32",
+        "model.net.encoder.ff_dim=64", "model.net.decoder.ff_dim=64",
         "logger=csv",
         "trainer.max_steps=2",
         "trainer.limit_test_batches=1",

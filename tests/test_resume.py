@@ -18,7 +18,7 @@ from encdec.training.checkpointing import (
     resume_checkpoint,
 )
 from encdec.utils.errors import UserError
-from tests.conftest import TINY_MODELS
+from tests.conftest import TINY_MODELS, model_checkpoint
 from tests.test_entry_points import TINY_TRAIN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def train_cli(run_dir: Path, cache: Path, *extra: str) -> int:
     overrides = [
         *TINY_TRAIN["transformer"],
         "seed=7",
-        "model.dropout=0.3",  # dropout draws from the RNG: its state must be restored too
+        "model.net.decoder.dropout=0.3",  # dropout draws from the RNG: its state must be restored too
         "trainer.max_epochs=3",
         f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
         "trainer.limit_val_batches=2",
@@ -125,19 +125,7 @@ def test_resume_auto_finds_last_checkpoint_or_starts_fresh(tmp_path):
 
 
 def save_trained_checkpoint(model, path: Path, **changes) -> None:
-    checkpoint = {
-        "state_dict": model.state_dict(),
-        "hyper_parameters": dict(model.hparams),
-        "optimizer_states": [],
-        "loops": {},
-        "encdec_family": type(model).__name__,
-        "encdec_format": 1,
-    }
-    checkpoint.update(changes)
-    for key, value in list(checkpoint.items()):
-        if value is None:
-            del checkpoint[key]
-    torch.save(checkpoint, path)
+    torch.save(model_checkpoint(model, **changes), path)
 
 
 def test_resume_refuses_checkpoints_it_cannot_continue(tmp_path):
@@ -146,14 +134,16 @@ def test_resume_refuses_checkpoints_it_cannot_continue(tmp_path):
     save_trained_checkpoint(model, good)
     check_resumable(str(good), model)
 
+    rnn = TINY_MODELS["rnn-gru"]()
     cases = {
-        "holds a RNNSeq2Seq model": {"encdec_family": "RNNSeq2Seq"},
-        "has no training state": {"optimizer_states": None},
-        "source_vocab_size=99": {
-            "hyper_parameters": {**dict(model.hparams), "source_vocab_size": 99}
+        r"holds another network \(model.net.decoder._target_=": {
+            "encdec_model": rnn.model_config
         },
+        "has no training state": {"optimizer_states": None},
+        "source_vocab_size=99": {"vocab_sizes": {**model.net.vocab_sizes(), "source_vocab_size": 99}},
         "newer encdec": {"encdec_format": 99},
-        "not an encdec model checkpoint": {"encdec_family": None},
+        "checkpoint format 1 of an older encdec": {"encdec_format": 1},
+        "not an encdec model checkpoint": {"encdec_model": None},
     }
     for message, changes in cases.items():
         path = tmp_path / "bad.ckpt"

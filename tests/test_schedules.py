@@ -3,21 +3,39 @@
 import json
 import math
 
+from pathlib import Path
+from types import SimpleNamespace
+
+import hydra
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from encdec.train import train
-from encdec.training.schedules import build_scheduler, check_step_budget
+from encdec.training.schedules import CosineSchedule, ConstantSchedule, check_step_budget
+from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError
-from tests.conftest import FAST, compose_config
+from tests.conftest import FAST, RNN_SIZES, build_tiny, compose_config
 
-NO_STEP_BUDGET = "model.scheduler.name=cosine needs a step budget: set trainer.max_steps or"
+NO_STEP_BUDGET = "model.scheduler=CosineSchedule needs a step budget: set trainer.max_steps or"
 TIME_ONLY = ["trainer.max_epochs=-1", "trainer.max_steps=-1", "trainer.max_time=00:00:00:05"]
+
+
+def build_scheduler(optimizer, name: str, total_steps: float, **settings):
+    """The schedule ``conf/model/scheduler/<name>.yaml`` configures, with ``settings``
+    overriding its values, for ``optimizer`` (and ``total_steps`` where it takes them)."""
+    config = OmegaConf.load(Path(CONFIG_DIR) / "model" / "scheduler" / f"{name}.yaml")
+    factory = hydra.utils.instantiate(OmegaConf.merge(config, settings))
+    if "total_steps" in factory.func.__init__.__code__.co_varnames:
+        return factory(optimizer, total_steps=total_steps)
+    return factory(optimizer)
 
 
 def _rates(name: str, steps: int, **kwargs) -> list[float]:
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = build_scheduler(optimizer, name, total_steps=steps, d_model=256, **kwargs)
+    if name == "noam":
+        kwargs.setdefault("d_model", 256)
+    scheduler = build_scheduler(optimizer, name, total_steps=steps, **kwargs)
     rates = []
     for _ in range(steps):
         optimizer.step()
@@ -49,34 +67,36 @@ def test_cosine_reaches_min_ratio():
 def test_state_survives_resume():
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([parameter], lr=1.0)
-    scheduler = build_scheduler(
-        optimizer, "inverse_sqrt", total_steps=0, d_model=1, warmup_steps=10
-    )
+    scheduler = build_scheduler(optimizer, "inverse_sqrt", total_steps=0, warmup_steps=10)
     for _ in range(25):
         optimizer.step()
         scheduler.step()
     state = scheduler.state_dict()
     fresh_optimizer = torch.optim.AdamW([parameter], lr=1.0)
-    resumed = build_scheduler(
-        fresh_optimizer, "inverse_sqrt", total_steps=0, d_model=1, warmup_steps=10
-    )
+    resumed = build_scheduler(fresh_optimizer, "inverse_sqrt", total_steps=0, warmup_steps=10)
     resumed.load_state_dict(state)
     optimizer.step(), scheduler.step()
     fresh_optimizer.step(), resumed.step()
     assert fresh_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
 
 
-def test_unknown_schedule():
-    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
-    with pytest.raises(ValueError, match="choose inverse_sqrt, noam, cosine or constant"):
-        build_scheduler(optimizer, "linear", total_steps=1, d_model=1)
+def test_unknown_schedule(tmp_path):
+    target = "model.scheduler._target_=encdec.training.schedules.LinearSchedule"
+    cfg = compose_config("train", [*FAST, target], tmp_path)
+    with pytest.raises(UserError, match="model.scheduler._target_: cannot import"):
+        train(cfg)
+
+
+def test_constant_schedule_warms_up_when_asked():
+    assert _rates("constant", 4) == [1.0] * 4
+    assert _rates("constant", 4, warmup_steps=2) == [0.5, 1.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize("name", ["inverse_sqrt", "noam", "constant"])
 def test_schedules_without_a_total_build_for_endless_training(name):
     """Lightning's estimate of the steps is infinite under a time-only budget."""
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = build_scheduler(optimizer, name, total_steps=math.inf, d_model=256)
+    scheduler = build_scheduler(optimizer, name, total_steps=math.inf)
     for _ in range(3):
         optimizer.step()
         scheduler.step()
@@ -85,9 +105,12 @@ def test_schedules_without_a_total_build_for_endless_training(name):
 
 @pytest.mark.parametrize("total_steps", [math.inf, -1])  # -1: an endless loader, no max_steps
 def test_cosine_without_a_total_is_a_user_error(total_steps):
-    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+    model = build_tiny([*RNN_SIZES, "model/scheduler=cosine"])
+    model._trainer = SimpleNamespace(  # what configure_optimizers reads of the trainer
+        estimated_stepping_batches=total_steps, precision="32-true", gradient_clip_val=None
+    )
     with pytest.raises(UserError, match=NO_STEP_BUDGET):
-        build_scheduler(optimizer, "cosine", total_steps=total_steps, d_model=1)
+        model.configure_optimizers()
 
 
 @pytest.mark.parametrize(
@@ -102,25 +125,24 @@ def test_cosine_without_a_total_is_a_user_error(total_steps):
     ],
 )
 def test_step_budget_check_follows_lightnings_limits(max_steps, max_epochs, max_time, budget):
-    check_step_budget("constant", max_steps, max_epochs, max_time)  # needs no budget
+    check_step_budget(ConstantSchedule, max_steps, max_epochs, max_time)  # needs no budget
     if budget:
-        check_step_budget("cosine", max_steps, max_epochs, max_time)
+        check_step_budget(CosineSchedule, max_steps, max_epochs, max_time)
     else:
         with pytest.raises(UserError, match=NO_STEP_BUDGET):
-            check_step_budget("cosine", max_steps, max_epochs, max_time)
+            check_step_budget(CosineSchedule, max_steps, max_epochs, max_time)
 
 
 def test_time_only_budget_trains_until_the_time_is_up_and_tests(tmp_path):
     """No step or epoch limit: only ``max_time`` ends training (inverse_sqrt, the default)."""
-    tiny = ["model.embedding_dim=16", "model.hidden_size=32"]
-    cfg = compose_config("train", [*FAST, *TIME_ONLY, *tiny], tmp_path / "run")
+    cfg = compose_config("train", [*FAST, *TIME_ONLY, *RNN_SIZES], tmp_path / "run")
     metrics = train(cfg)
     assert "test/bleu" in metrics and "val/bleu" in metrics
     assert json.loads((tmp_path / "run" / "test_metrics.json").read_text())["sentences"] > 0
 
 
 def test_cosine_under_a_time_only_budget_stops_before_training(tmp_path):
-    cfg = compose_config("train", [*FAST, *TIME_ONLY, "model.scheduler.name=cosine"], tmp_path)
+    cfg = compose_config("train", [*FAST, *TIME_ONLY, "model/scheduler=cosine"], tmp_path)
     with pytest.raises(UserError, match=NO_STEP_BUDGET):
         train(cfg)
     assert not (tmp_path / "tokenizer").exists()  # stopped before any data was read

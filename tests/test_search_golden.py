@@ -22,7 +22,7 @@ SEARCHES = {
 
 def search_outputs(name: str) -> dict[str, list[list[dict[str, object]]]]:
     torch.manual_seed(0)
-    model = TINY_MODELS[name]().eval()
+    model = TINY_MODELS[name]().net.eval()
     src, mask = random_batch(batch=5, seed=3)
     with torch.no_grad():
         return {

@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCAL_CLUSTER = ROOT / "scripts" / "slurm" / "local_cluster.sh"
 TINY_SWEEP = [
     *TINY_TRAIN["transformer"],
-    "model.encoder_layers=1",
-    "model.decoder_layers=1",
-    "model.dropout=0.3",  # dropout draws from the RNG: its state must survive the requeue
+    "model.net.encoder.num_layers=1",
+    "model.net.decoder.num_layers=1",
+    "model.net.decoder.dropout=0.3",  # dropout draws from the RNG: its state must survive the requeue
     "seed=7",
     "data.max_tokens=256",
     "decoding.max_len_a=1",

@@ -16,8 +16,11 @@ from encdec.utils.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "model=scan_transformer",
-    "model.d_model=32",
-    "model.ff_dim=64",
+    "model.net.embedding_dim=32",
+    "model.net.encoder.dim=32",
+    "model.net.decoder.dim=32",
+    "model.net.encoder.ff_dim=64",
+    "model.net.decoder.ff_dim=64",
     "logger=csv",
     "callbacks=none",
     "trainer.max_epochs=1",
@@ -147,7 +150,7 @@ def test_optuna_sweep_searches_the_command_line_in_batches_of_n_jobs(tmp_path):
         "-m",
         "hparams_search=optuna",
         *TINY,
-        "model.dropout=interval(0.0, 0.5)",
+        "model.net.decoder.dropout=interval(0.0, 0.5)",
         "model.label_smoothing=choice(0.0, 0.1)",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.n_jobs=2",
@@ -158,7 +161,7 @@ def test_optuna_sweep_searches_the_command_line_in_batches_of_n_jobs(tmp_path):
     assert "Launching 2 jobs locally" in first.stdout  # one batch
     trials = load(tmp_path).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
-    assert all(t.params.keys() == {"model.dropout", "model.label_smoothing"} for t in trials)
+    assert all(t.params.keys() == {"model.net.decoder.dropout", "model.label_smoothing"} for t in trials)
     again = run_cli("encdec.train", *search, root=tmp_path)  # the same command: nothing to run
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 of 2 trials done" in again.stdout and "Launching" not in again.stdout

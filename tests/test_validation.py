@@ -21,11 +21,14 @@ def test_every_config_validates(tmp_path, group, option):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["+model.hiden_size=3"], "unknown key 'model.hiden_size'; did you mean 'hidden_size'?"),
+        (
+            ["+model.net.decoder.hiden_size=3"],
+            "unknown key 'model.net.decoder.hiden_size'; did you mean 'hidden_size'?",
+        ),
         (["data.max_tokens=lots"], "data.max_tokens='lots': expected an integer"),
-        (["model.dropout=1.5"], r"model.dropout=1.5: must be in \[0, 1\)"),
+        (["model.net.decoder.dropout=1.5"], r"model.net.decoder.dropout=1.5: must be in \[0, 1\)"),
         (["decoding.beam_size=0"], r"decoding.beam_size=0: must be in \[1, inf\)"),
-        (["model=transformer", "model.norm_first=maybe"], "expected true or false"),
+        (["model=transformer", "model.net.encoder.norm_first=maybe"], "expected true or false"),
         (["+model.optimizer.momentum=0.9"], "unknown key 'model.optimizer.momentum'"),
         (["model.scheduler.warmup_steps=-1"], "model.scheduler.warmup_steps=-1: must be in"),
         (["+data.tokenizer.size=8"], "unknown key 'data.tokenizer.size'; allowed: joint, kind"),
@@ -50,11 +53,11 @@ def test_cli_fails_before_reading_data(tmp_path):
         "encdec.train",
         "data=multi30k",
         "data.path=/nonexistent",
-        "model.dropout=1.5",
+        "model.net.decoder.dropout=1.5",
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: model.dropout=1.5: must be in [0, 1)"
+    assert result.stderr.strip().splitlines()[-1] == "error: model.net.decoder.dropout=1.5: must be in [0, 1)"
 
 
 @pytest.mark.skipif(torch.cuda.device_count() > 0, reason="needs a machine without GPUs")

@@ -12,29 +12,28 @@ import hydra
 from omegaconf import DictConfig, ListConfig
 
 from encdec.utils.config import CONFIG_DIR
-from encdec.utils.errors import UserError, exit_on_user_error
+from encdec.utils.errors import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="caption")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    # torch and the models are imported only now: a wrong config stops before seconds of imports
-    from encdec.models.captioning import CaptioningModule
-    from encdec.models.loading import load_model
+    # torch and the network are imported only now, and Lightning never: a wrong config stops
+    # before seconds of imports
+    from encdec.inference.captioner import Captioner
 
-    model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
-    if not isinstance(model, CaptioningModule):
-        raise UserError(f"'{cfg.ckpt_path}' holds a {type(model).__name__}, not a captioner")
+    captioner = Captioner.from_checkpoint(cfg.ckpt_path, map_location=cfg.device)
     images = list(cfg.image) if isinstance(cfg.image, ListConfig) else [cfg.image]
     paths = [Path(image) for image in images]
-    model.decoding = model.decoding.updated(cfg.decoding)  # null: as the checkpoint says
+    decoding = captioner.decoding.updated(cfg.decoding)  # null: as the checkpoint says
+    captioner.network.decoding = decoding
     if cfg.overlay_dir:
         for start in range(0, len(paths), cfg.batch_size):
             batch = paths[start : start + cfg.batch_size]
-            for caption, png in model.overlay_attention(batch, Path(cfg.overlay_dir)):
+            for caption, png in captioner.overlay_attention(batch, Path(cfg.overlay_dir)):
                 print(f"{caption}\t{png}")
         return
-    for caption in model.caption_files(paths, model.decoding, cfg.batch_size):
+    for caption in captioner.caption_files(paths, decoding, cfg.batch_size):
         print(caption)
 
 

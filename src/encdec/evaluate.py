@@ -12,9 +12,9 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from encdec.models.base import Seq2SeqModule
-from encdec.models.loading import load_model
 from encdec.train import print_test_report, run_callbacks, start_run
+from encdec.training.building import load_model
+from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run, log_run_config
@@ -56,7 +56,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, "trainer", logger=loggers or False, callbacks=run_callbacks()
     )
-    log_run_config(trainer.loggers, cfg, model)
+    log_run_config(trainer.loggers, cfg, model.net)
     trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     if trainer.is_global_zero:

@@ -26,15 +26,22 @@ from encdec.launch.distributed import (
     start_ranks_as_this_job,
 )
 from encdec.launch.validation import check_devices, validate_config
-from encdec.models.base import Seq2SeqModule
 from encdec.training.averaging import TopKAveraging
+from encdec.training.building import build_model
 from encdec.training.checkpointing import (
     AtomicCheckpointIO,
     check_resumable,
     keep_wandb_run_id,
     resume_checkpoint,
 )
-from encdec.utils.config import CONFIG_DIR, instantiate, instantiate_group, print_config_tree
+from encdec.training.seq2seq_module import Seq2SeqModule
+from encdec.utils.config import (
+    CONFIG_DIR,
+    instantiate,
+    instantiate_group,
+    print_config_tree,
+    user_errors,
+)
 from encdec.utils.errors import UserError, exit_on_user_error
 from encdec.utils.loggers import finishing_wandb_run, log_run_config
 from encdec.utils.preload import loaded_libraries
@@ -68,10 +75,11 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, Seq2Se
     datamodule = instantiate(cfg.data, "data")
     datamodule.prepare_data()
     tokenizer = datamodule.load_tokenizer()
-    if cfg.model.get("share_embeddings") and not tokenizer.joint:
-        raise UserError("model.share_embeddings=true needs data.tokenizer.joint=true")
-    model = instantiate(cfg.model, "model", **tokenizer.vocab_sizes())
-    model.attach_tokenizer(tokenizer)
+    if OmegaConf.select(cfg, "model.net.share_embeddings") and not tokenizer.joint:
+        raise UserError("model.net.share_embeddings=true needs data.tokenizer.joint=true")
+    with user_errors("model"):
+        model = build_model(OmegaConf.to_container(cfg.model, resolve=True), tokenizer.vocab_sizes())
+    model.net.attach_tokenizer(tokenizer)
     model.decoding = DecodingConfig().updated(cfg.decoding)
     model.data_config = portable_data_config(cfg.data)  # encdec.evaluate reads the same data
     if cfg.get("compile"):
@@ -149,8 +157,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],  # a kill mid-write never corrupts last.ckpt
     )
-    parameters = log_run_config(trainer.loggers, cfg, model)["parameters"]
-    log.info("model %s: %s parameters", type(model).__name__, f"{parameters['total']:,}")
+    parameters = log_run_config(trainer.loggers, cfg, model.net)["parameters"]
+    log.info("model: %s parameters", f"{parameters['total']:,}")
     log_global_batch(cfg, trainer)
 
     if cfg.train:

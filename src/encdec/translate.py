@@ -20,22 +20,22 @@ def main(cfg: DictConfig) -> None:
     import torch
 
     from encdec.decoding.search import decoding_autocast
-    from encdec.networks.loading import load_network
+    from encdec.inference.translator import Translator
 
     try:
         autocast = decoding_autocast(torch.device(cfg.device).type, cfg.precision)
     except ValueError as error:
         raise UserError(str(error)) from None
-    model = load_network(cfg.ckpt_path, map_location=cfg.device)
-    decoding = model.decoding.updated(cfg.decoding)  # null: as the checkpoint says
+    translator = Translator.from_checkpoint(cfg.ckpt_path, map_location=cfg.device)
+    decoding = translator.network.decoding.updated(cfg.decoding)  # null: as the checkpoint says
     with autocast:
         if sys.stdin.isatty():  # interactive: answer each line as it comes
             for line in sys.stdin:
-                print(model.translate([line.rstrip("\n")], decoding)[0], flush=True)
+                print(translator.translate([line.rstrip("\n")], decoding)[0], flush=True)
             return
         # a file or pipe: read it all, so batches group sentences of similar length
         sentences = [line.rstrip("\n") for line in sys.stdin]
-        for translation in model.translate(sentences, decoding, cfg.batch_size):
+        for translation in translator.translate(sentences, decoding, cfg.batch_size):
             print(translation)
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from encdec.data.captioning import image_array
 from encdec.data.tokenization import EOS_ID, token_text
 from encdec.decoding.search import Hypothesis
-from encdec.models.base import Seq2SeqModule
+from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.errors import UserError
 from encdec.utils.loggers import find_wandb_logger
 from encdec.utils.plots import pad_to_same_size, save_attention_heatmap, save_attention_overlay
@@ -42,6 +42,11 @@ def first_rows(batch: dict[str, Any], count: int) -> dict[str, Any]:
 
 def markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def is_images(batch: dict[str, Any]) -> bool:
+    """Whether a batch's source is images (B, 3, H, W), not token ids (B, S)."""
+    return batch["source"].dim() == 4
 
 
 class ValidationSamples(L.Callback):
@@ -101,8 +106,9 @@ class ValidationSamples(L.Callback):
     @torch.no_grad()
     def decode(self, pl_module: Seq2SeqModule, examples: dict[str, Any]) -> list[Hypothesis]:
         """Greedy hypotheses, as validation decodes, with attention where the model has it."""
-        src, src_mask = pl_module.batch_source(examples)
-        return pl_module.greedy_with_attention(src, src_mask, self.attention_maps > 0)
+        return pl_module.net.greedy_with_attention(
+            examples["source"], examples["source_mask"], self.attention_maps > 0
+        )
 
     def sample_rows(
         self, pl_module: Seq2SeqModule, hypotheses: list[Hypothesis], samples_dir: Path
@@ -111,15 +117,13 @@ class ValidationSamples(L.Callback):
         (or ``references``, joined by " | "), ``hypothesis``. Images are saved once into
         ``samples_dir/images``."""
         examples = self.examples
-        references = pl_module.batch_references(examples)
+        references = examples["references"]
         samples_dir.mkdir(parents=True, exist_ok=True)
         rows = []
         for i, hypothesis in enumerate(hypotheses):
             text = pl_module.tokenizer.decode_target(hypothesis.tokens)
-            if "images" in examples:
-                image = image_array(
-                    examples["images"][i], getattr(pl_module, "image_settings", None)
-                )
+            if is_images(examples):
+                image = image_array(examples["source"][i], pl_module.image_settings)
                 path = samples_dir / "images" / f"{i}.png"
                 if not path.is_file():  # the same images at every validation
                     path.parent.mkdir(exist_ok=True)
@@ -155,7 +159,7 @@ class ValidationSamples(L.Callback):
                 continue
             weights = hypothesis.attention.float().cpu().numpy()  # (T, S): S padded, or N cells
             source_labels = None
-            if "source" in examples:  # text: its own tokens, without the batch's padding
+            if not is_images(examples):  # text: its own tokens, without the batch's padding
                 ids = examples["source"][i][examples["source_mask"][i]].tolist()
                 source_labels = [token_text(tokenizer.source, t) for t in ids]
                 weights = weights[:, : len(ids)]
@@ -163,9 +167,8 @@ class ValidationSamples(L.Callback):
             target_labels = [token_text(tokenizer.target, t) for t in target_ids]
             title = f"{name} example {i}"
             path = out_dir / f"{name}_{i}.png"
-            if "images" in examples:  # each word's attention laid over the image
-                settings = getattr(pl_module, "image_settings", None)
-                image = image_array(examples["images"][i], settings)
+            if is_images(examples):  # each word's attention laid over the image
+                image = image_array(examples["source"][i], pl_module.image_settings)
                 paths.append(save_attention_overlay(image, weights, target_labels, path, title))
             else:
                 paths.append(

@@ -278,13 +278,16 @@ class CaptionDataset(Dataset):
 
 
 def collate_captions(examples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Images (B, 3, H, W), ``target_in`` = BOS + caption, ``target_out`` = caption + EOS,
-    references per image; undecodable images (None) are left out (None if none is left)."""
+    """``source``: images (B, 3, H, W) with ``source_mask`` (B, 1) (one image per row),
+    ``target_in`` = BOS + caption, ``target_out`` = caption + EOS, references per image;
+    undecodable images (None) are left out (None if none is left)."""
     kept = [e for e in examples if e is not None]
     if not kept:
         return None
+    images = torch.stack([e["image"] for e in kept])
     return {
-        "images": torch.stack([e["image"] for e in kept]),
+        "source": images,
+        "source_mask": images.new_ones(len(kept), 1, dtype=torch.bool),
         "target_in": pad([[BOS_ID, *e["target_ids"]] for e in kept]),
         "target_out": pad([[*e["target_ids"], EOS_ID] for e in kept]),
         "references": [e["references"] for e in kept],

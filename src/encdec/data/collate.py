@@ -39,5 +39,5 @@ def collate_pairs(examples: list[dict[str, Any]]) -> dict[str, Any]:
         "target_out": pad([[*e["target_ids"], EOS_ID] for e in examples]),
         "index": torch.tensor([e["index"] for e in examples], dtype=torch.long),
         "source_text": [e["source"] for e in examples],
-        "target_text": [e["target"] for e in examples],
+        "references": [e["target"] for e in examples],
     }

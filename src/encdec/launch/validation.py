@@ -1,12 +1,12 @@
 """Config validation at start-up, before any data is read or model built.
 
-Every node with a ``_target_`` (data, model, trainer, each callback and logger) is checked
-against the signature of the class it names: unknown keys, missing required keys and values of
-the wrong type fail with one line naming the key and what is allowed. ``model.optimizer``,
-``model.scheduler`` and ``data.tokenizer`` are checked against the functions they feed, and
-``decoding`` against ``DecodingConfig``, a captioner's ``model.encoder`` against the image encoder
-class its ``kind`` names. ``RANGES`` bounds the numeric settings whose range a
-type cannot say (dropout in [0, 1), beam_size >= 1, ...).
+Every node with a ``_target_`` (data, model and the nodes inside it: the network, its encoder
+and decoder, the optimizer, the schedule; trainer, each callback and logger) is checked against
+the signature of the class it names: unknown keys, missing required keys and values of the
+wrong type fail with one line naming the key and what is allowed. A ``_partial_`` node's
+missing arguments are the code's to give. ``data.tokenizer`` is checked against the function it
+feeds, and ``decoding`` against ``DecodingConfig``. ``RANGES`` bounds the numeric settings
+whose range a type cannot say (dropout in [0, 1), beam_size >= 1, ...).
 
 The schema is the code itself: a constructor's signature and type hints are the one place a
 setting is declared, so a new option needs no second declaration here.
@@ -27,8 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from encdec.data.tokenization import load_or_train_tokenizer
 from encdec.decoding.search import DecodingConfig
-from encdec.modules.image_encoders import image_encoder_class
-from encdec.training.schedules import build_scheduler, check_step_budget
+from encdec.training.schedules import check_step_budget
 from encdec.utils.errors import UserError
 
 HYDRA_KEYS = {"_target_", "_convert_", "_partial_", "_recursive_", "_args_"}
@@ -61,6 +60,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
             "hidden_size",
             "embedding_dim",
             "d_model",
+            "dim",
             "num_heads",
             "ff_dim",
             "max_positions",
@@ -69,15 +69,14 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
         )
     },
 }
-# arguments the entry points pass themselves, per group
+# arguments the entry points pass themselves, per node
 FILLED_IN = {
-    "model": frozenset({"source_vocab_size", "target_vocab_size"}),
+    "model.net": frozenset({"source_vocab_size", "target_vocab_size"}),
     "trainer": frozenset({"callbacks", "logger"}),
 }
-# nested settings -> the function they are passed to, and its parameters the code fills in
+# nested settings without a _target_ -> the function they are passed to, and its parameters the
+# code fills in
 NESTED: dict[str, tuple[Callable[..., Any], set[str]]] = {
-    "optimizer": (torch.optim.AdamW, {"params"}),
-    "scheduler": (build_scheduler, {"optimizer", "total_steps", "d_model"}),
     "tokenizer": (load_or_train_tokenizer, {"cache_dir", "source_texts", "target_texts"}),
 }
 
@@ -96,10 +95,10 @@ def validate_config(cfg: DictConfig) -> None:
         fields = {field.name: field.type for field in dataclasses.fields(DecodingConfig)}
         given = {k: v for k, v in _values(cfg.decoding).items() if v is not None}  # null: default
         check_settings(given, fields, set(), "decoding")
-    scheduler, trainer = OmegaConf.select(cfg, "model.scheduler.name"), cfg.get("trainer")
+    scheduler, trainer = OmegaConf.select(cfg, "model.scheduler._target_"), cfg.get("trainer")
     if scheduler is not None and trainer is not None:  # Lightning's defaults where unset
         limits = trainer.get("max_steps", -1), trainer.get("max_epochs"), trainer.get("max_time")
-        check_step_budget(scheduler, *limits)
+        check_step_budget(hydra.utils.get_object(scheduler), *limits)
 
 
 def check_devices(trainer: DictConfig) -> None:
@@ -114,70 +113,57 @@ def check_devices(trainer: DictConfig) -> None:
 
 
 def validate_node(node: DictConfig, key: str, filled_in: frozenset[str] = frozenset()) -> None:
-    """Check a ``_target_`` node; ``filled_in`` are the arguments the code passes itself."""
+    """Check a ``_target_`` node and the ``_target_`` nodes inside it; ``filled_in`` are the
+    arguments the code passes itself (all missing ones, for a ``_partial_`` node)."""
+    check_target_node(_values(node), key, filled_in)
+
+
+def check_target_node(values: dict[str, Any], key: str, filled_in: frozenset[str]) -> None:
     try:
-        target = hydra.utils.get_object(node._target_)
+        target = hydra.utils.get_object(values["_target_"])
     except Exception:
-        raise UserError(f"{key}._target_: cannot import '{node._target_}'") from None
+        raise UserError(f"{key}._target_: cannot import '{values['_target_']}'") from None
     parameters, required, accepts_any = signature_parameters(target)
-    values = {k: v for k, v in _values(node).items() if k not in HYDRA_KEYS}
+    if values.get("_partial_"):
+        required = set()
+    settings = {k: v for k, v in values.items() if k not in HYDRA_KEYS}
+    nested = {k: v for k, v in settings.items() if isinstance(v, dict) and "_target_" in v}
+    checked = {k: v for k, v in settings.items() if k not in nested}
     if accepts_any:  # unknown keys cannot be judged; the known ones still can
-        values = {k: v for k, v in values.items() if k in parameters}
-    check_settings(values, parameters, required - filled_in, key)
+        checked = {k: v for k, v in checked.items() if k in parameters}
+    check_settings(checked, parameters, required - filled_in - set(nested), key)
+    for name in nested:
+        if name not in parameters and not accepts_any:
+            raise UserError(f"unknown key '{key}.{name}'; {suggest(name, parameters)}")
+        check_target_node(nested[name], f"{key}.{name}", FILLED_IN.get(f"{key}.{name}", frozenset()))
     for name, (function, code_filled) in NESTED.items():
-        if isinstance(values.get(name), dict):
-            nested, nested_required, _ = signature_parameters(function)
-            nested = {k: hint for k, hint in nested.items() if k not in code_filled}
-            check_settings(values[name], nested, nested_required - code_filled, f"{key}.{name}")
-    if isinstance(values.get("encoder"), dict) and "kind" in values["encoder"]:
-        check_image_encoder(values["encoder"], f"{key}.encoder")
-
-
-def check_image_encoder(settings: dict[str, Any], key: str) -> None:
-    """A captioner's encoder settings against the class its ``kind`` names; ``lr`` (the
-    encoder's own learning rate) is the captioner's."""
-    try:
-        target = image_encoder_class(settings["kind"])
-    except ValueError as error:
-        raise UserError(f"{key}.kind={settings['kind']!r}: {error}") from None
-    parameters, required, _ = signature_parameters(target)
-    lr = settings.get("lr")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
-        raise UserError(f"{key}.lr={lr!r}: a learning rate > 0, or null for model.optimizer.lr")
-    own = {k: v for k, v in settings.items() if k not in ("kind", "lr")}
-    check_settings(own, parameters, required, key)
+        if isinstance(settings.get(name), dict) and name not in nested:
+            hints, nested_required, _ = signature_parameters(function)
+            hints = {k: hint for k, hint in hints.items() if k not in code_filled}
+            check_settings(settings[name], hints, nested_required - code_filled, f"{key}.{name}")
 
 
 def signature_parameters(target: Any) -> tuple[dict[str, Any], set[str], bool]:
-    """The keyword parameters of ``target`` with their type hints (a class: its ``__init__``
-    and, for encdec's own classes, whose ``**kwargs`` go to the base class, its bases'), the
-    required ones (of the first constructor), and whether it accepts keywords beyond those."""
+    """The keyword parameters of ``target`` (a class: its constructor) with their type hints,
+    the required ones, and whether it accepts keywords beyond those (``**kwargs``)."""
+    function = target.__init__ if isinstance(target, type) else target
+    try:
+        resolved = typing.get_type_hints(function)
+    except Exception:  # unresolvable annotations: check keys, not types
+        resolved = {}
     hints: dict[str, Any] = {}
     required: set[str] = set()
-    functions = (  # the constructors a class's MRO defines, in the order its **kwargs pass on
-        [c.__dict__["__init__"] for c in target.__mro__ if "__init__" in c.__dict__]
-        if isinstance(target, type)
-        else [target]
-    )
-    for depth, function in enumerate(functions):
-        if function is object.__init__:
-            return hints, required, False
-        try:
-            resolved = typing.get_type_hints(function)
-        except Exception:  # unresolvable annotations: check keys, not types
-            resolved = {}
-        signature = inspect.signature(function)
-        for name, parameter in signature.parameters.items():
-            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
-                if name != "self" and name not in hints:
-                    hints[name] = resolved.get(name, Any)
-                    if depth == 0 and parameter.default is parameter.empty:
-                        required.add(name)
-        if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-            return hints, required, False
-        if not function.__module__.startswith("encdec."):
-            break  # a library's **kwargs may go anywhere; encdec's go to the base class
-    return hints, required, True
+    signature = inspect.signature(function)
+    for name, parameter in signature.parameters.items():
+        if name != "self" and parameter.kind in (
+            parameter.POSITIONAL_OR_KEYWORD,
+            parameter.KEYWORD_ONLY,
+        ):
+            hints[name] = resolved.get(name, Any)
+            if parameter.default is parameter.empty:
+                required.add(name)
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    return hints, required, accepts_any
 
 
 def check_settings(

@@ -1,15 +1,14 @@
 """Image encoders that turn images (B, 3, H, W) into a grid of features for the decoders.
 
-Every encoder returns ``features`` (B, N, D) over the N = H' x W' cells of its output grid and a
-``mask`` (B, N), all True, so captioners attend over images exactly as translators attend over
-source tokens. 2-D sinusoidal positions (row and column halves) are added to every grid, so
+Every encoder returns ``Encoded``: states (B, N, D) over the N = H' x W' cells of its output grid
+and a mask (B, N), all True, so any decoder attends over images exactly as over source tokens. 2-D sinusoidal positions (row and column halves) are added to every grid, so
 decoders can tell where a cell is ("left of") even where attention is order-blind.
 
-- ``cnn``: a small CNN trained from scratch (conv-BN-ReLU-maxpool stages);
-- ``resnet``: a torchvision ResNet without its pooling and classifier (``pretrained`` loads
+- ``SmallCNN``: a small CNN trained from scratch (conv-BN-ReLU-maxpool stages);
+- ``ResNetEncoder``: a torchvision ResNet without its pooling and classifier (``pretrained`` loads
   torchvision's ImageNet weights when they are available; ``freeze`` keeps them fixed, and
   ``feature_cache`` then computes each image's features once: ``feature_cache.py``);
-- ``vit``: a ViT-style patch encoder: patch embedding, then Transformer encoder layers (the
+- ``PatchEncoder``: a ViT-style patch encoder: patch embedding, then Transformer encoder layers (the
   translation encoder's ``EncoderLayer``).
 """
 
@@ -21,6 +20,7 @@ from encdec.modules.dropout import Dropout
 from encdec.modules.embeddings import SinusoidalPositions
 from encdec.modules.feature_cache import FeatureCache, weights_hash
 from encdec.modules.transformer import EncoderLayer, padding_mask
+from encdec.networks.interface import Encoded
 from encdec.utils.errors import UserError
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -45,14 +45,16 @@ class GridPositions(nn.Module):
         return grid.flatten(2).transpose(1, 2) + positions.to(grid.dtype)
 
 
-def _all_cells(features: torch.Tensor) -> torch.Tensor:
-    # features: (B, N, D) -> mask (B, N), True everywhere: images have no padding
-    return features.new_ones(features.shape[:2], dtype=torch.bool)
+def _all_cells(features: torch.Tensor) -> Encoded:
+    # features: (B, N, D) -> with mask (B, N), True everywhere: images have no padding
+    return Encoded(features, features.new_ones(features.shape[:2], dtype=torch.bool))
 
 
 class SmallCNN(nn.Module):
     """Stages of 3x3 conv, BatchNorm, ReLU and 2x2 max-pooling, one stage per channel count:
     a 64 x 64 image through channels [16, 32, 64] becomes an 8 x 8 grid of 64 features."""
+
+    final_states = False
 
     def __init__(self, channels: list[int], dropout: float = 0.0) -> None:
         super().__init__()
@@ -70,14 +72,15 @@ class SmallCNN(nn.Module):
         self.positions = GridPositions(inputs)
         self.output_size = inputs
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # images: (B, 3, H, W) -> features (B, N, C), mask (B, N)
-        features = self.dropout(self.positions(self.stages(images)))
-        return features, _all_cells(features)
+    def forward(self, images: torch.Tensor, image_mask: torch.Tensor | None = None) -> Encoded:
+        # images: (B, 3, H, W) -> states (B, N, C), mask (B, N)
+        return _all_cells(self.dropout(self.positions(self.stages(images))))
 
 
 class ResNetEncoder(nn.Module):
     """A torchvision ResNet's convolutional trunk: (B, 3, H, W) -> (B, H/32 * W/32, C)."""
+
+    final_states = False
 
     def __init__(
         self,
@@ -113,13 +116,12 @@ class ResNetEncoder(nn.Module):
             self.trunk.eval()
         return self
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # images: (B, 3, H, W) -> features (B, N, C), mask (B, N)
+    def forward(self, images: torch.Tensor, image_mask: torch.Tensor | None = None) -> Encoded:
+        # images: (B, 3, H, W) -> states (B, N, C), mask (B, N)
         trunk = (
             self.trunk(images) if self.cache is None else self.cache.features(images, self.trunk)
         )
-        features = self.positions(trunk)
-        return features, _all_cells(features)
+        return _all_cells(self.positions(trunk))
 
 
 def _pretrained_weights(name: str) -> dict[str, torch.Tensor]:
@@ -139,6 +141,8 @@ def _pretrained_weights(name: str) -> dict[str, torch.Tensor]:
 class PatchEncoder(nn.Module):
     """ViT-style: non-overlapping ``patch_size`` patches embedded by one strided convolution,
     grid positions added, then Transformer encoder layers (pre-norm, with a final LayerNorm)."""
+
+    final_states = False
 
     def __init__(
         self,
@@ -160,23 +164,10 @@ class PatchEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(dim)
         self.output_size = dim
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # images: (B, 3, H, W) -> features (B, N, D) with N = (H / patch) * (W / patch), mask
+    def forward(self, images: torch.Tensor, image_mask: torch.Tensor | None = None) -> Encoded:
+        # images: (B, 3, H, W) -> states (B, N, D) with N = (H / patch) * (W / patch), mask
         x = self.dropout(self.positions(self.patch_embedding(images)))
-        mask = _all_cells(x)
+        mask = _all_cells(x).mask
         for layer in self.layers:
             x = layer(x, padding_mask(mask))
-        return self.final_norm(x), mask
-
-
-def image_encoder_class(kind: str) -> type[nn.Module]:
-    """``cnn`` (SmallCNN), ``resnet`` (ResNetEncoder) or ``vit`` (PatchEncoder)."""
-    classes = {"cnn": SmallCNN, "resnet": ResNetEncoder, "vit": PatchEncoder}
-    if kind not in classes:
-        raise ValueError(f"unknown image encoder '{kind}'; choose cnn, resnet or vit")
-    return classes[kind]
-
-
-def build_image_encoder(kind: str, **settings) -> nn.Module:
-    """The ``kind`` of encoder built with ``settings``, its class's arguments."""
-    return image_encoder_class(kind)(**settings)
+        return Encoded(self.final_norm(x), mask)

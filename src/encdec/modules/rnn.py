@@ -1,12 +1,15 @@
-"""Recurrent encoders and decoders (GRU or LSTM, n layers).
+"""Recurrent encoder and decoders (GRU or LSTM, n layers).
 
-``RNNEncoder`` reads the source (optionally in both directions). Two decoders read its output:
-``ContextRNNDecoder`` (Sutskever et al., 2014 / Cho et al., 2014) sees only the encoder's final
-state; ``AttentionRNNDecoder`` (Bahdanau et al., 2015 / Luong et al., 2015) attends over all
-encoder states at every step. RNN hidden states are (layers, B, H): batch is dimension 1.
+``RNNEncoder`` reads embedded tokens (optionally in both directions). Two decoders read any
+encoder's output: ``ContextRNNDecoder`` (Sutskever et al., 2014 / Cho et al., 2014) sees only a
+summary of the source (a recurrent encoder's final state); ``AttentionRNNDecoder`` (Bahdanau et
+al., 2015 / Luong et al., 2015; Show, Attend and Tell, Xu et al., 2015, over an image grid)
+attends over all encoder states at every step. RNN hidden states are (layers, B, H): batch is
+dimension 1.
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -14,8 +17,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from encdec.modules.attention import build_rnn_attention
 from encdec.modules.dropout import Dropout
+from encdec.networks.interface import Decoder, Encoded, Hidden
 
-Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # GRU: h; LSTM: (h, c); each (L, B, H)
+Cell = Literal["gru", "lstm"]
 
 
 def build_rnn(
@@ -59,7 +63,7 @@ class RNNMemory:
     states: torch.Tensor  # (B, S, H_enc)
     mask: torch.Tensor  # (B, S) True = token
     final: Hidden  # decoder's initial hidden, (L, B, H_dec)
-    summary: torch.Tensor  # the encoder's final top-layer state, both directions: (B, H_enc)
+    summary: torch.Tensor  # the source in one vector: (B, H_enc)
     keys: torch.Tensor | None = None  # attention keys projected once: (B, S, H_key)
 
     def reorder(self, index: torch.Tensor) -> "RNNMemory":
@@ -85,33 +89,35 @@ class RNNState:
 
 
 class RNNEncoder(nn.Module):
-    """Embeds and reads the source; the final states of both directions are joined per layer."""
+    """Reads embedded tokens; the final states of both directions are joined per layer."""
+
+    final_states = True
 
     def __init__(
         self,
-        embedding: nn.Embedding,
-        cell: str,
-        hidden_size: int,
-        num_layers: int,
-        dropout: float,
-        bidirectional: bool,
+        input_size: int,
+        cell: Cell = "gru",
+        hidden_size: int = 512,
+        num_layers: int = 2,
+        dropout: float = 0.3,
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
-        self.embedding = embedding
         self.dropout = Dropout(dropout)
-        self.rnn = build_rnn(
-            cell, embedding.embedding_dim, hidden_size, num_layers, dropout, bidirectional
-        )
+        self.rnn = build_rnn(cell, input_size, hidden_size, num_layers, dropout, bidirectional)
         self.output_size = hidden_size * (2 if bidirectional else 1)
 
-    def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> tuple[torch.Tensor, Hidden]:
-        # src: (B, S) -> states: (B, S, H_out); final: (L, B, H_out)
-        embedded = self.dropout(self.embedding(src))
-        lengths = src_mask.sum(dim=1).cpu()
-        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+    def forward(self, embedded: torch.Tensor, mask: torch.Tensor) -> Encoded:
+        # embedded: (B, S, E), mask: (B, S) -> states (B, S, H_out), final (L, B, H_out)
+        lengths = mask.sum(dim=1).cpu()
+        packed = pack_padded_sequence(
+            self.dropout(embedded), lengths, batch_first=True, enforce_sorted=False
+        )
         packed_states, final = self.rnn(packed)
-        states, _ = pad_packed_sequence(packed_states, batch_first=True, total_length=src.size(1))
-        return self.dropout(states), self._join_directions(final)
+        states, _ = pad_packed_sequence(
+            packed_states, batch_first=True, total_length=embedded.size(1)
+        )
+        return Encoded(self.dropout(states), mask, self._join_directions(final))
 
     def _join_directions(self, final: Hidden) -> Hidden:
         if isinstance(final, tuple):
@@ -126,67 +132,104 @@ class RNNEncoder(nn.Module):
         )
 
 
-class Bridge(nn.Module):
-    """Maps the encoder's final state to the decoder's initial state: tanh(W h), per layer."""
+class InitialState(nn.Module):
+    """A decoder's first hidden state. From a recurrent encoder's final states: tanh(W h) per
+    layer (the same W for an LSTM's h and c; the top layer serves every layer where the layer
+    counts differ). From any other encoder: tanh(W_h m) and, for an LSTM, tanh(W_c m) of the
+    mean state m, in every layer (Show, Attend and Tell)."""
 
-    def __init__(self, encoder_size: int, decoder_size: int) -> None:
+    def __init__(
+        self, memory_size: int, hidden_size: int, cell: str, num_layers: int, from_final: bool
+    ) -> None:
         super().__init__()
-        self.proj = nn.Linear(encoder_size, decoder_size)
+        self.proj = nn.Linear(memory_size, hidden_size)
+        self.cell_proj = (
+            nn.Linear(memory_size, hidden_size) if cell == "lstm" and not from_final else None
+        )
+        self.lstm, self.num_layers, self.from_final = cell == "lstm", num_layers, from_final
 
-    def forward(self, final: Hidden) -> Hidden:
-        if isinstance(final, tuple):
-            return tuple(torch.tanh(self.proj(h)) for h in final)
-        return torch.tanh(self.proj(final))
+    def forward(self, encoded: Encoded) -> Hidden:
+        if not self.from_final:
+            mean = encoded.mean().unsqueeze(0).expand(self.num_layers, -1, -1)  # (L, B, D)
+            hidden = torch.tanh(self.proj(mean))
+            return (hidden, torch.tanh(self.cell_proj(mean))) if self.lstm else hidden
+        final = encoded.final if isinstance(encoded.final, tuple) else (encoded.final,)
+        if final[0].size(0) != self.num_layers:
+            final = tuple(h[-1:].expand(self.num_layers, -1, -1) for h in final)
+        hidden = tuple(torch.tanh(self.proj(h)) for h in final)
+        if not self.lstm:
+            return hidden[0]
+        return hidden if len(hidden) == 2 else (hidden[0], hidden[0])
 
 
-class ContextRNNDecoder(nn.Module):
-    """Decoder whose only view of the source is the encoder's final state.
+def source_summary(encoded: Encoded) -> torch.Tensor:
+    """(B, D): a recurrent encoder's final top-layer state, else the mean state."""
+    return encoded.mean() if encoded.final is None else top_layer(encoded.final)
 
-    With ``context_every_step`` (Cho et al., 2014) the encoder's final top-layer state is also
-    concatenated to every decoder input and to the pre-output layer.
-    """
+
+class ContextRNNDecoder(Decoder):
+    """Decoder whose only view of the source is one vector: its initial state comes from the
+    encoder's final state (or mean state). With ``context_every_step`` (Cho et al., 2014) the
+    source summary is also concatenated to every decoder input and to the pre-output layer."""
 
     def __init__(
         self,
         embedding: nn.Embedding,
-        cell: str,
-        hidden_size: int,
-        num_layers: int,
-        dropout: float,
-        context_size: int,
-        context_every_step: bool,
+        memory_size: int,
+        memory_final: bool,
+        cell: Cell = "gru",
+        hidden_size: int = 512,
+        num_layers: int = 2,
+        dropout: float = 0.3,
+        context_every_step: bool = True,
     ) -> None:
         super().__init__()
+        self.initial_state = InitialState(
+            memory_size, hidden_size, cell, num_layers, memory_final
+        )
         self.embedding = embedding
-        self.context_size = context_size if context_every_step else 0
+        self.context_size = memory_size if context_every_step else 0
         self.dropout = Dropout(dropout)
         self.rnn = build_rnn(
             cell, embedding.embedding_dim + self.context_size, hidden_size, num_layers, dropout
         )
         self.pre_output = nn.Linear(hidden_size + self.context_size, embedding.embedding_dim)
+        self.output_size = embedding.embedding_dim
 
-    def forward(
-        self, tgt_in: torch.Tensor, memory: RNNMemory, hidden: Hidden | None = None
+    def memory(self, encoded: Encoded) -> RNNMemory:
+        return RNNMemory(
+            encoded.states, encoded.mask, self.initial_state(encoded), source_summary(encoded)
+        )
+
+    def init_state(self, memory: RNNMemory) -> RNNState:
+        return RNNState(memory.final)
+
+    def _run(
+        self, tgt_in: torch.Tensor, memory: RNNMemory, hidden: Hidden
     ) -> tuple[torch.Tensor, Hidden]:
         # tgt_in: (B, T) -> features (B, T, E) and the last hidden; the whole sequence at once
         inputs = self.dropout(self.embedding(tgt_in))
         if self.context_size:
             context = memory.summary.unsqueeze(1).expand(-1, tgt_in.size(1), -1)
             inputs = torch.cat([inputs, context], dim=-1)
-        outputs, hidden = self.rnn(inputs, memory.final if hidden is None else hidden)
+        outputs, hidden = self.rnn(inputs, hidden)
         if self.context_size:
             outputs = torch.cat([outputs, context], dim=-1)
         return torch.tanh(self.pre_output(self.dropout(outputs))), hidden
 
+    def forward(self, tgt_in: torch.Tensor, memory: RNNMemory) -> tuple[torch.Tensor, None]:
+        # tgt_in: (B, T) -> features (B, T, E), no attention
+        return self._run(tgt_in, memory, memory.final)[0], None
+
     def step(
         self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
-    ) -> tuple[torch.Tensor, RNNState]:
+    ) -> tuple[torch.Tensor, RNNState, None]:
         # prev_tokens: (B,) -> features (B, E)
-        features, hidden = self.forward(prev_tokens.unsqueeze(1), memory, state.hidden)
-        return features.squeeze(1), RNNState(hidden)
+        features, hidden = self._run(prev_tokens.unsqueeze(1), memory, state.hidden)
+        return features.squeeze(1), RNNState(hidden), None
 
 
-class AttentionRNNDecoder(nn.Module):
+class AttentionRNNDecoder(Decoder):
     """RNN decoder with attention over the encoder states.
 
     ``bahdanau``: the previous hidden state queries the source and the context enters the RNN input.
@@ -199,33 +242,43 @@ class AttentionRNNDecoder(nn.Module):
     def __init__(
         self,
         embedding: nn.Embedding,
-        cell: str,
-        hidden_size: int,
-        num_layers: int,
-        dropout: float,
-        encoder_size: int,
-        attention: str,
-        input_feeding: bool,
+        memory_size: int,
+        memory_final: bool,
+        cell: Cell = "gru",
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        dropout: float = 0.3,
+        attention: Literal["bahdanau", "dot", "general"] = "bahdanau",
+        input_feeding: bool = False,
         context_gate: bool = False,
     ) -> None:
         super().__init__()
+        self.initial_state = InitialState(
+            memory_size, hidden_size, cell, num_layers, memory_final
+        )
         self.embedding = embedding
         self.query_first = attention == "bahdanau"
         self.input_feeding = input_feeding
         input_size = (
             embedding.embedding_dim
-            + (encoder_size if self.query_first else 0)
+            + (memory_size if self.query_first else 0)
             + (hidden_size if input_feeding else 0)
         )
         self.dropout = Dropout(dropout)
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers, dropout)
-        self.attention = build_rnn_attention(attention, hidden_size, encoder_size)
-        self.attentional = nn.Linear(hidden_size + encoder_size, hidden_size, bias=False)
-        self.gate = nn.Linear(hidden_size, encoder_size) if context_gate else None
-        self.hidden_size = hidden_size
+        self.attention = build_rnn_attention(attention, hidden_size, memory_size)
+        self.attentional = nn.Linear(hidden_size + memory_size, hidden_size, bias=False)
+        self.gate = nn.Linear(hidden_size, memory_size) if context_gate else None
+        self.hidden_size = self.output_size = hidden_size
 
-    def project_keys(self, states: torch.Tensor) -> torch.Tensor:
-        return self.attention.project_keys(states)
+    def memory(self, encoded: Encoded) -> RNNMemory:
+        return RNNMemory(
+            encoded.states,
+            encoded.mask,
+            self.initial_state(encoded),
+            source_summary(encoded),
+            self.attention.project_keys(encoded.states),
+        )
 
     def _attend(self, query: torch.Tensor, memory: RNNMemory) -> tuple[torch.Tensor, torch.Tensor]:
         # query: (B, T, H) -> context (B, T, H_enc), weights (B, T, S)

@@ -6,13 +6,18 @@ over a whole target prefix (teacher forcing, causal mask) or one step at a time 
 self-attention keys/values; both give the same outputs.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
 from encdec.modules.attention import MultiHeadAttention
 from encdec.modules.dropout import Dropout
+from encdec.modules.embeddings import build_positions
+from encdec.networks.interface import Decoder, Encoded
 
 KeysValues = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, H, S, D/H) each
 
@@ -142,24 +147,24 @@ class DecoderLayer(nn.Module):
 
 
 class LayerStack(nn.Module):
-    """Embedding + positions + dropout, ``num_layers`` layers, and the final pre-norm LayerNorm."""
+    """Positions + dropout, ``num_layers`` layers, and the final pre-norm LayerNorm."""
 
     layer_class: type[nn.Module]
 
     def __init__(
         self,
-        embedding: nn.Module,
-        positions: nn.Module,
-        num_layers: int,
         dim: int,
         num_heads: int,
         ff_dim: int,
+        num_layers: int,
         dropout: float,
         attention_dropout: float,
+        positions: Literal["sinusoidal", "learned"],
+        max_positions: int,
         norm_first: bool,
     ) -> None:
         super().__init__()
-        self.embedding, self.positions = embedding, positions
+        self.positions = build_positions(positions, dim, max_positions)
         self.dropout = Dropout(dropout)
         self.layers = nn.ModuleList(
             self.layer_class(dim, num_heads, ff_dim, dropout, attention_dropout, norm_first)
@@ -167,35 +172,110 @@ class LayerStack(nn.Module):
         )
         self.final_norm = nn.LayerNorm(dim) if norm_first else nn.Identity()
 
-    def embed(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        # tokens: (B, T) at positions offset.. -> (B, T, D)
-        return self.dropout(self.embedding(tokens) + self.positions(tokens.size(1), offset))
+    def add_positions(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        # x: (B, T, D) at positions offset.. -> (B, T, D)
+        return self.dropout(x + self.positions(x.size(1), offset))
 
 
 class TransformerEncoder(LayerStack):
+    """Self-attention layers over embedded tokens (or any vectors of ``input_size``, projected
+    to ``dim`` where the sizes differ)."""
+
     layer_class = EncoderLayer
+    final_states = False
 
-    def forward(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
-        # src: (B, S), src_mask: (B, S) -> (B, S, D)
-        x = self.embed(src)
-        mask = padding_mask(src_mask)
+    def __init__(
+        self,
+        input_size: int,
+        dim: int = 256,
+        num_heads: int = 4,
+        ff_dim: int = 1024,
+        num_layers: int = 3,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        positions: Literal["sinusoidal", "learned"] = "sinusoidal",
+        max_positions: int = 1024,
+        norm_first: bool = True,
+    ) -> None:
+        super().__init__(
+            dim, num_heads, ff_dim, num_layers, dropout, attention_dropout, positions,
+            max_positions, norm_first,
+        )  # fmt: skip
+        self.input_projection = nn.Linear(input_size, dim) if input_size != dim else None
+        self.output_size = dim
+
+    def forward(self, embedded: torch.Tensor, mask: torch.Tensor) -> Encoded:
+        # embedded: (B, S, E), mask: (B, S) -> states (B, S, D)
+        if self.input_projection is not None:
+            embedded = self.input_projection(embedded)
+        x = self.add_positions(embedded)
+        attention_mask = padding_mask(mask)
         for layer in self.layers:
-            x = layer(x, mask)
-        return self.final_norm(x)
+            x = layer(x, attention_mask)
+        return Encoded(self.final_norm(x), mask)
 
 
-class TransformerDecoder(LayerStack):
+class TransformerDecoder(LayerStack, Decoder):
+    """Causal self-attention over the target prefix (KV-cached when stepping) and
+    cross-attention over the encoder states, projected to ``dim`` (Linear + LayerNorm) where
+    ``project_memory`` says so (null: where the encoder's size differs). Target embeddings of
+    another size than ``dim`` are projected to it."""
+
     layer_class = DecoderLayer
 
-    def cross_keys_values(self, states: torch.Tensor) -> list[KeysValues]:
-        return [layer.cross_attention.project_kv(states) for layer in self.layers]
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        memory_size: int,
+        memory_final: bool,
+        dim: int = 256,
+        num_heads: int = 4,
+        ff_dim: int = 1024,
+        num_layers: int = 3,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        positions: Literal["sinusoidal", "learned"] = "sinusoidal",
+        max_positions: int = 1024,
+        norm_first: bool = True,
+        project_memory: bool | None = None,
+    ) -> None:
+        project = memory_size != dim if project_memory is None else project_memory
+        memory_projection = (
+            nn.Sequential(nn.Linear(memory_size, dim), nn.LayerNorm(dim)) if project else None
+        )
+        LayerStack.__init__(
+            self, dim, num_heads, ff_dim, num_layers, dropout, attention_dropout, positions,
+            max_positions, norm_first,
+        )  # fmt: skip
+        self.memory_projection = memory_projection
+        self.embedding = embedding
+        size = embedding.embedding_dim
+        self.input_projection = nn.Linear(size, dim) if size != dim else None
+        self.num_heads, self.dim = num_heads, dim
+        self.output_size = dim
+        self.max_output_length = max_positions - 1  # BOS takes position 0
 
-    def forward(
-        self, tgt_in: torch.Tensor, memory: TransformerMemory, state: TransformerState | None = None
+    def memory(self, encoded: Encoded) -> TransformerMemory:
+        states = encoded.states  # (B, S, D_enc)
+        if self.memory_projection is not None:
+            states = self.memory_projection(states)  # (B, S, D)
+        kv = [layer.cross_attention.project_kv(states) for layer in self.layers]
+        return TransformerMemory(states, encoded.mask, kv)
+
+    def init_state(self, memory: TransformerMemory) -> TransformerState:
+        batch = memory.states.size(0)
+        empty = memory.states.new_zeros(batch, self.num_heads, 0, self.dim // self.num_heads)
+        return TransformerState([(empty, empty)] * len(self.layers), 0)
+
+    def _run(
+        self, tgt_in: torch.Tensor, memory: TransformerMemory, state: TransformerState | None
     ) -> tuple[torch.Tensor, TransformerState]:
         # tgt_in: (B, T) new target positions -> features (B, T, D), state covering all positions
         offset = 0 if state is None else state.length
-        x = self.embed(tgt_in, offset)
+        embedded = self.embedding(tgt_in)  # (B, T, E)
+        if self.input_projection is not None:
+            embedded = self.input_projection(embedded)  # (B, T, D)
+        x = self.add_positions(embedded, offset)
         mask = padding_mask(memory.mask)
         new_kv = []
         for i, layer in enumerate(self.layers):
@@ -203,3 +283,29 @@ class TransformerDecoder(LayerStack):
             x, kv = layer(x, memory.cross_kv[i], mask, cache)
             new_kv.append(kv)
         return self.final_norm(x), TransformerState(new_kv, offset + tgt_in.size(1))
+
+    def forward(self, tgt_in: torch.Tensor, memory: TransformerMemory) -> tuple[torch.Tensor, None]:
+        # tgt_in: (B, T) -> features (B, T, D); attention is not kept in training
+        return self._run(tgt_in, memory, None)[0], None
+
+    def step(
+        self, prev_tokens: torch.Tensor, state: TransformerState, memory: TransformerMemory
+    ) -> tuple[torch.Tensor, TransformerState, torch.Tensor | None]:
+        # prev_tokens: (B,) -> features (B, D), state, attention (B, S) within returning_attention
+        features, state = self._run(prev_tokens.unsqueeze(1), memory, state)
+        cross_attention = self.layers[-1].cross_attention
+        weights = None  # only within returning_attention(): the last layer's, heads averaged
+        if cross_attention.keep_weights:
+            weights = cross_attention.weights[:, :, -1].mean(dim=1)  # (B, H, 1, S) -> (B, S)
+        return features.squeeze(1), state, weights
+
+    @contextmanager
+    def returning_attention(self) -> Iterator[None]:
+        """Within: ``step`` also returns the last layer's cross-attention (B, S), averaged over
+        heads, computed on an explicit path (SDPA elsewhere: training and search stay fast)."""
+        cross_attention = self.layers[-1].cross_attention
+        cross_attention.keep_weights = True
+        try:
+            yield
+        finally:
+            cross_attention.keep_weights, cross_attention.weights = False, None

@@ -1,34 +1,43 @@
-"""Reading encdec checkpoints, and the network in one without Lightning (what translation needs)."""
+"""Reading encdec checkpoints, and the network in one, without Lightning or Hydra's config files.
 
-import importlib
-import inspect
+A checkpoint describes itself: ``encdec_model`` is the model's config (``_target_`` nodes:
+the network's encoder and decoder, the optimizer, the schedule), ``vocab_sizes`` the sizes the
+network was built for, ``tokenizer`` the tokenizer; so any composition loads with no list of
+model kinds anywhere.
+"""
+
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
 
-from encdec.data.tokenization import Seq2SeqTokenizer
-from encdec.decoding.search import DecodingConfig
-from encdec.networks.base import Seq2SeqNetwork
+from encdec.networks.encoder_decoder import EncoderDecoder
 from encdec.utils.errors import UserError
 
-CHECKPOINT_FORMAT = 1  # bumped when a checkpoint's layout changes incompatibly
+CHECKPOINT_FORMAT = 2  # bumped when a checkpoint's layout changes incompatibly
+# the last release that reads each older format
+READ_BY: dict[int, str] = {1: "encdec 0.1.0 (git tag v0.1.0)"}
 
-# family (the LightningModule class name a checkpoint records) -> its module, imported only when
-# loaded: a translation model never pays for the image stack (Pillow, torchvision) at start-up
-FAMILIES: dict[str, str] = {
-    "RNNSeq2Seq": "encdec.models.rnn",
-    "AttentionSeq2Seq": "encdec.models.attention",
-    "TransformerSeq2Seq": "encdec.models.transformer",
-    "AttentionCaptioner": "encdec.models.captioning",
-    "TransformerCaptioner": "encdec.models.captioning",
-}
-# translation families -> their network (module, class); captioners caption images instead
-NETWORKS: dict[str, tuple[str, str]] = {
-    "RNNSeq2Seq": ("encdec.networks.rnn", "RNNNetwork"),
-    "AttentionSeq2Seq": ("encdec.networks.attention", "AttentionNetwork"),
-    "TransformerSeq2Seq": ("encdec.networks.transformer", "TransformerNetwork"),
-}
+
+def check_model_checkpoint(checkpoint: Any, name: str) -> None:
+    """A clear error unless ``checkpoint`` (``name`` in messages) is an encdec model
+    checkpoint of the format this version reads."""
+    if not isinstance(checkpoint, dict) or not (
+        "encdec_model" in checkpoint or "encdec_family" in checkpoint
+    ):
+        raise UserError(f"{name} is not an encdec model checkpoint")
+    written = checkpoint.get("encdec_format", 1)
+    if written > CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{name} was written by a newer encdec (checkpoint format {written}; this version "
+            f"reads format {CHECKPOINT_FORMAT}): upgrade encdec"
+        )
+    if written < CHECKPOINT_FORMAT:
+        raise UserError(
+            f"{name} has the checkpoint format {written} of an older encdec; this version "
+            f"reads format {CHECKPOINT_FORMAT}: use {READ_BY[written]} to read it"
+        )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -41,37 +50,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:
         raise UserError(f"'{path}' is not a readable checkpoint ({type(error).__name__})") from None
-    family = checkpoint.get("encdec_family") if isinstance(checkpoint, dict) else None
-    if family not in FAMILIES:
-        raise UserError(f"'{path}' is not an encdec model checkpoint (no known model family)")
-    if checkpoint.get("encdec_format", 1) > CHECKPOINT_FORMAT:
-        raise UserError(
-            f"'{path}' was written by a newer encdec (checkpoint format "
-            f"{checkpoint['encdec_format']}; this version reads up to {CHECKPOINT_FORMAT}): "
-            "upgrade encdec"
-        )
+    check_model_checkpoint(checkpoint, f"'{path}'")
     return checkpoint
 
 
-def load_network(path: str | Path, map_location: str = "cpu") -> Seq2SeqNetwork:
-    """The translation network in an ``encdec.train`` checkpoint, tokenizer attached, in eval
-    mode, built without Lightning: from the checkpoint's hyperparameters that the network
-    takes (not the optimizer's or the schedule's) and its weights."""
-    checkpoint = read_checkpoint(path)
-    family = checkpoint["encdec_family"]
-    if family not in NETWORKS:
-        raise UserError(
-            f"'{path}' holds a {family}, which captions images: use python -m encdec.caption"
-        )
-    module, name = NETWORKS[family]
-    network_class = getattr(importlib.import_module(module), name)
-    parameters = inspect.signature(network_class).parameters
-    taken = {n for n, p in parameters.items() if p.kind is not p.VAR_KEYWORD}
-    network = network_class(
-        **{k: v for k, v in checkpoint["hyper_parameters"].items() if k in taken}
-    )
-    if "tokenizer" in checkpoint:
-        network.attach_tokenizer(Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"]))
-    network.decoding = DecodingConfig(**checkpoint.get("decoding", {}))
-    network.load_state_dict(checkpoint["state_dict"])
-    return network.to(map_location).eval()
+def build_network(model_config: dict[str, Any], vocab_sizes: dict[str, int]) -> EncoderDecoder:
+    """The network a model config's ``net`` node describes, sized to ``vocab_sizes``."""
+    return hydra.utils.instantiate(model_config["net"], _convert_="all", **vocab_sizes)
+
+
+def network_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's parameters and buffers in a checkpoint (the module's ``net.`` entries)."""
+    return {
+        key.removeprefix("net."): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith("net.")
+    }
+
+
+def load_checkpoint_network(checkpoint: dict[str, Any]) -> EncoderDecoder:
+    """The network of a checkpoint read by ``read_checkpoint``, with its weights, in eval mode
+    (no tokenizer attached: ``encdec.inference`` does that)."""
+    network = build_network(checkpoint["encdec_model"], checkpoint["vocab_sizes"])
+    network.load_state_dict(network_weights(checkpoint))
+    return network.eval()

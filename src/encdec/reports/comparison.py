@@ -1,4 +1,5 @@
-"""Architecture comparison reports: runs grouped by data and model family, seeds aggregated.
+"""Architecture comparison reports: runs grouped by data and architecture (the encoder and
+decoder their config names, e.g. "RNN + AttentionRNN"), seeds aggregated.
 
 A run is read from its run dir (``config.yaml``, ``test_metrics*.json``, ``train_summary.json``,
 ``csv/metrics.csv``) or from W&B (config, summary and history of a run in a group). The report
@@ -21,13 +22,6 @@ import yaml
 from encdec.utils.config import flatten
 from encdec.utils.errors import UserError
 
-FAMILIES = {  # model class -> family name in tables
-    "RNNSeq2Seq": "rnn",
-    "AttentionSeq2Seq": "attention",
-    "TransformerSeq2Seq": "transformer",
-    "AttentionCaptioner": "attention captioner",
-    "TransformerCaptioner": "transformer captioner",
-}
 NUMERIC_COLUMNS = (
     ("parameters", "params"),
     ("train_wall_seconds", "train wall time (s)"),
@@ -59,9 +53,19 @@ class Run:
         return self.metrics[self.quality_metric]
 
 
+def class_name(target: str, suffix: str = "") -> str:
+    return target.rsplit(".", 1)[-1].removesuffix(suffix) or target
+
+
 def family_of(config: dict[str, Any]) -> str:
-    model_class = config["model"]["_target_"].rsplit(".", 1)[-1]
-    return FAMILIES.get(model_class, model_class)
+    """The architecture of a run's model, from the ``_target_`` of its encoder and decoder
+    ("RNN + AttentionRNN"); the model's class for a config without a network node."""
+    model = config["model"]
+    net = model.get("net")
+    if not isinstance(net, dict) or "encoder" not in net or "decoder" not in net:
+        return class_name(model["_target_"])
+    encoder = class_name(net["encoder"]["_target_"], "Encoder")
+    return f"{encoder} + {class_name(net['decoder']['_target_'], 'Decoder')}"
 
 
 def data_of(config: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 ``TopKAveraging`` keeps the ``top_k`` best checkpoints by the val metric during training and, when
 the fit ends, writes their average as ``checkpoints/averaged.ckpt``; ``encdec.train`` then
 validates it and tests whichever of it and ``best.ckpt`` scores higher on val. The average is a
-plain checkpoint of the same family (tokenizer included), without optimizer state.
+plain checkpoint of the same network (tokenizer included), without optimizer state.
 """
 
 import os
@@ -23,7 +23,7 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
     """Write the element-wise mean of the checkpoints' floating-point weights to ``output``.
 
     Integer buffers are taken from the first checkpoint; every checkpoint must hold the same
-    model family with the same parameter names and shapes.
+    network (the same ``model.net`` config) with the same parameter names and shapes.
     """
     if not paths:
         raise UserError("no checkpoints to average")
@@ -32,8 +32,8 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
     sums = {name: tensor.double() for name, tensor in state.items() if tensor.is_floating_point()}
     for path in paths[1:]:
         checkpoint = read_checkpoint(path)
-        if checkpoint.get("encdec_family") != first.get("encdec_family"):
-            raise UserError(f"{path} holds another model family than {paths[0]}")
+        if checkpoint["encdec_model"]["net"] != first["encdec_model"]["net"]:
+            raise UserError(f"{path} holds another network than {paths[0]}")
         other = checkpoint["state_dict"]
         if other.keys() != state.keys() or any(
             other[name].shape != state[name].shape for name in state

@@ -13,7 +13,7 @@
 - :func:`keep_wandb_run_id` keeps the W&B run id in the run dir, so a resumed run logs into
   the same W&B run.
 - :func:`check_resumable` refuses, in one line, a checkpoint this model cannot continue from
-  (another family, another vocabulary, a newer format, or no training state).
+  (another network, another vocabulary, another format, or no training state).
 
 What a checkpoint holds to continue exactly (bit for bit on CPU): weights, optimizer, LR
 scheduler, precision plugin (AMP scaler), loop progress, callbacks (best checkpoints, early
@@ -37,8 +37,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 
 from encdec.launch.slurm import RequeueSignal, slurm_restart_count
-from encdec.models.base import Seq2SeqModule
 from encdec.networks.loading import read_checkpoint
+from encdec.training.seq2seq_module import Seq2SeqModule
+from encdec.utils.config import flatten
 from encdec.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -176,24 +177,32 @@ def keep_wandb_run_id(cfg: DictConfig, output_dir: Path) -> None:
     wandb.id = path.read_text().strip()
 
 
+def first_difference(saved: dict[str, Any], built: dict[str, Any]) -> str | None:
+    """The first dotted key whose value differs between two configs, or None."""
+    saved, built = flatten(saved), flatten(built)
+    return next((k for k in sorted(saved.keys() | built.keys()) if saved.get(k) != built.get(k)), None)
+
+
 def check_resumable(path: str, model: Seq2SeqModule) -> None:
-    """One-line ``UserError`` unless ``path`` is a training checkpoint of this very model shape."""
+    """One-line ``UserError`` unless ``path`` is a training checkpoint of this very network."""
     checkpoint = read_checkpoint(path)  # exists, loads with weights_only, is encdec, known format
-    family = checkpoint["encdec_family"]
-    if family != type(model).__name__:
+    saved_net, built_net = checkpoint["encdec_model"]["net"], model.model_config["net"]
+    key = first_difference(saved_net, built_net)
+    if key is not None:
+        saved, built = flatten(saved_net).get(key), flatten(built_net).get(key)
         raise UserError(
-            f"ckpt_path '{path}' holds a {family} model, but this run builds a "
-            f"{type(model).__name__} (check model=...)"
+            f"ckpt_path '{path}' holds another network (model.net.{key}={saved!r}, this run "
+            f"builds {built!r}; check model=...)"
         )
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise UserError(
             f"ckpt_path '{path}' has no training state (an averaged or exported checkpoint?): "
             "it can be evaluated, not resumed"
         )
-    saved = checkpoint.get("hyper_parameters", {})
-    for name in ("source_vocab_size", "target_vocab_size"):
-        if saved.get(name) != getattr(model, name):
+    built_sizes = model.net.vocab_sizes()
+    for name, saved_size in checkpoint["vocab_sizes"].items():
+        if saved_size != built_sizes.get(name):
             raise UserError(
-                f"ckpt_path '{path}' has {name}={saved.get(name)}, but this run's tokenizer "
-                f"gives {getattr(model, name)} (another corpus or data.tokenizer settings?)"
+                f"ckpt_path '{path}' has {name}={saved_size}, but this run's tokenizer "
+                f"gives {built_sizes.get(name)} (another corpus or data.tokenizer settings?)"
             )

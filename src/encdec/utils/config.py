@@ -1,6 +1,8 @@
 """Config helpers: resolvers, error-converting instantiation, the rich config tree."""
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +68,11 @@ def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictCon
     return cfg
 
 
-def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` whose failures name the config key in one line."""
+@contextmanager
+def user_errors(key: str) -> Iterator[None]:
+    """Within: a failure of ``hydra.utils.instantiate`` becomes one line naming config ``key``."""
     try:
-        return hydra.utils.instantiate(node, **kwargs)
+        yield
     except hydra.errors.InstantiationException as error:
         cause = error.__cause__ or error
         message = str(cause).strip().splitlines()[0]
@@ -77,6 +80,12 @@ def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
             name = message.split("'")[-2] if "'" in message else message
             message = f"unknown key '{key}.{name}'"
         raise UserError(f"{key}: {message}") from None
+
+
+def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` whose failures name the config key in one line."""
+    with user_errors(key):
+        return hydra.utils.instantiate(node, **kwargs)
 
 
 def instantiate_group(node: DictConfig | None, key: str) -> list[Any]:

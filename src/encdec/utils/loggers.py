@@ -19,7 +19,7 @@ from encdec.utils.secrets import redact
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """``total`` and ``trainable`` parameters (a shared tensor counted once), and the total of
-    each top-level submodule (``encoder``, ``decoder``, ``generator``, ``image_encoder``...;
+    each top-level submodule (a network's ``encoder``, ``decoder``, ``generator``...;
     a tensor shared by two submodules, such as tied embeddings, counts in both)."""
     parameters = list(model.parameters())  # each shared tensor once
     counts = {

@@ -1,0 +1,1 @@
+"""Decoding raw inputs with a trained network: strings to translations, image files to captions."""

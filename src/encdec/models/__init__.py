@@ -1,1 +1,0 @@
-"""LightningModules: one per architecture family over the shared ``Seq2SeqModule`` base."""

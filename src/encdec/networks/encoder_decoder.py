@@ -1,0 +1,195 @@
+"""An encoder-decoder network composed from parts, each built by Hydra ``_target_`` from its own
+config node (``model.net.encoder``, ``model.net.decoder``): token embeddings for a text source
+and for the target, any encoder, any decoder, and the projection to the target vocabulary. A
+plain ``nn.Module`` (no Lightning: translation starts in a fraction of the time).
+
+The step interface search uses (``encdec.decoding.search``)::
+
+    encode(src, src_mask)            -> memory     (the decoder's Memory)
+    init_state(memory)               -> state
+    step(prev_tokens, state, memory) -> logits (B, V), state, attention (B, S) | None
+"""
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+from torch import nn
+
+from encdec.decoding.search import (
+    DecodingConfig,
+    Hypothesis,
+    decode,
+    greedy_search,
+    max_output_lengths,
+)
+from encdec.modules.embeddings import TokenEmbedding
+from encdec.networks.interface import Decoder, Reorderable
+from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID
+
+
+def build_embeddings(
+    source_vocab_size: int,
+    target_vocab_size: int,
+    dim: int,
+    share: bool,
+    scale: bool,
+) -> tuple[TokenEmbedding, TokenEmbedding]:
+    """Source and target embeddings; one shared table when ``share`` (joint vocabulary)."""
+    source = TokenEmbedding(source_vocab_size, dim, PAD_ID, scale)
+    if not share:
+        return source, TokenEmbedding(target_vocab_size, dim, PAD_ID, scale)
+    if source_vocab_size != target_vocab_size:
+        raise ValueError(
+            "model.net.share_embeddings needs a joint vocabulary "
+            f"(source {source_vocab_size} != target {target_vocab_size} tokens)"
+        )
+    return source, source
+
+
+def output_layer(features: int, vocab_size: int, tied_embedding: nn.Embedding | None) -> nn.Linear:
+    """Projection to the target vocabulary, optionally sharing the target embedding's weights."""
+    layer = nn.Linear(features, vocab_size, bias=False)
+    if tied_embedding is not None:
+        if tied_embedding.embedding_dim != features:
+            raise ValueError(
+                f"model.net.tie_output needs the decoder's output size {features} == "
+                f"embedding size {tied_embedding.embedding_dim}"
+            )
+        layer.weight = tied_embedding.weight
+    return layer
+
+
+class EncoderDecoder(nn.Module):
+    """``encoder`` and ``decoder`` are partial constructors (``_partial_: true``): the network
+    gives the encoder its input size (``input_size``: the embedding size, for a text source;
+    an image encoder takes none) and the decoder the target embedding and what the encoder
+    gives (``memory_size``, ``memory_final``)."""
+
+    bos_id, eos_id, pad_id = BOS_ID, EOS_ID, PAD_ID
+
+    def __init__(
+        self,
+        target_vocab_size: int,
+        encoder: Callable[..., nn.Module],
+        decoder: Callable[..., Decoder],
+        source_vocab_size: int | None = None,  # None: the source is not text (images)
+        embedding_dim: int = 256,
+        scale_embeddings: bool = False,
+        share_embeddings: bool = False,
+        tie_output: bool = False,
+        teacher_forcing_ratio: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.source_vocab_size, self.target_vocab_size = source_vocab_size, target_vocab_size
+        self.teacher_forcing_ratio = teacher_forcing_ratio
+        if source_vocab_size is not None:
+            self.source_embedding, target_embedding = build_embeddings(
+                source_vocab_size, target_vocab_size, embedding_dim, share_embeddings,
+                scale_embeddings,
+            )  # fmt: skip
+            self.encoder = encoder(input_size=embedding_dim)
+        else:
+            if share_embeddings:
+                raise ValueError("model.net.share_embeddings needs a text source")
+            self.source_embedding = None
+            self.encoder = encoder()
+            target_embedding = TokenEmbedding(
+                target_vocab_size, embedding_dim, PAD_ID, scale_embeddings
+            )
+        self.decoder = decoder(
+            embedding=target_embedding,
+            memory_size=self.encoder.output_size,
+            memory_final=self.encoder.final_states,
+        )
+        self.generator = output_layer(
+            self.decoder.output_size, target_vocab_size, target_embedding if tie_output else None
+        )
+        self.max_output_length = self.decoder.max_output_length
+        self.tokenizer: Any = None  # a Seq2SeqTokenizer, attached by whoever built the network
+        self.decoding = DecodingConfig()
+
+    # ---- the step interface ----
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> Reorderable:
+        # src: token ids (B, S) or images (B, 3, H, W); src_mask: (B, S) -> the decoder's memory
+        inputs = src if self.source_embedding is None else self.source_embedding(src)
+        return self.decoder.memory(self.encoder(inputs, src_mask))
+
+    def init_state(self, memory: Reorderable) -> Reorderable:
+        return self.decoder.init_state(memory)
+
+    def step(
+        self, prev_tokens: torch.Tensor, state: Reorderable, memory: Reorderable
+    ) -> tuple[torch.Tensor, Reorderable, torch.Tensor | None]:
+        features, state, attention = self.decoder.step(prev_tokens, state, memory)
+        return self.generator(features), state, attention  # logits: (B, V)
+
+    def returning_attention(self) -> AbstractContextManager[None]:
+        return self.decoder.returning_attention()
+
+    # ---- training ----
+    def teacher_forced(
+        self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, V) for every target prefix, and the decoder's attention (B, T, S)
+        where it computes it in training. With ``teacher_forcing_ratio`` < 1 in training, each
+        next input is the reference token with that probability, else the model's own previous
+        prediction (scheduled sampling, through the step interface)."""
+        memory = self.encode(src, src_mask)
+        if self.training and self.teacher_forcing_ratio < 1.0:
+            return self._scheduled_sampling(tgt_in, memory), None
+        features, attention = self.decoder(tgt_in, memory)
+        return self.generator(features), attention
+
+    def forward(
+        self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
+    ) -> torch.Tensor:
+        # src: (B, S), tgt_in: (B, T) -> logits (B, T, V)
+        return self.teacher_forced(src, src_mask, tgt_in)[0]
+
+    def _scheduled_sampling(self, tgt_in: torch.Tensor, memory: Reorderable) -> torch.Tensor:
+        state, logits = self.init_state(memory), []
+        prev = tgt_in[:, 0]
+        for t in range(tgt_in.size(1)):
+            step_logits, state, _ = self.step(prev, state, memory)
+            logits.append(step_logits)
+            if t + 1 < tgt_in.size(1):
+                use_reference = (
+                    torch.rand(prev.shape, device=prev.device) < self.teacher_forcing_ratio
+                )
+                prev = torch.where(use_reference, tgt_in[:, t + 1], step_logits.argmax(-1))
+        return torch.stack(logits, dim=1)
+
+    # ---- tokenizer and decoding ----
+    def vocab_sizes(self) -> dict[str, int]:
+        """The vocabulary sizes the network was built for, as ``Seq2SeqTokenizer.vocab_sizes``."""
+        sizes = {"target_vocab_size": self.target_vocab_size}
+        if self.source_vocab_size is not None:
+            sizes["source_vocab_size"] = self.source_vocab_size
+        return sizes
+
+    def attach_tokenizer(self, tokenizer: Any) -> None:
+        if tokenizer.vocab_sizes() != self.vocab_sizes():
+            raise ValueError(
+                f"tokenizer vocabularies {tokenizer.vocab_sizes()} do not match the model's "
+                f"{self.vocab_sizes()}"
+            )
+        self.tokenizer = tokenizer
+
+    def generate(
+        self, src: torch.Tensor, src_mask: torch.Tensor, decoding: DecodingConfig | None = None
+    ) -> list[list[Hypothesis]]:
+        """n-best lists of token-id hypotheses per source row, best first."""
+        return decode(self, src, src_mask, decoding or self.decoding, self.max_output_length)
+
+    def greedy_with_attention(
+        self, src: torch.Tensor, src_mask: torch.Tensor, keep_attention: bool = True
+    ) -> list[Hypothesis]:
+        """Greedy hypotheses within ``decoding``'s length limits, each keeping its steps'
+        attention where the decoder has attention (for plots)."""
+        limits = max_output_lengths(
+            src_mask, self.decoding.max_len_a, self.decoding.max_len_b, self.max_output_length
+        )
+        with self.returning_attention():
+            return greedy_search(self, src, src_mask, limits, keep_attention=keep_attention)

@@ -1,0 +1,289 @@
+"""The one LightningModule: it holds a network (``self.net``, any encoder with any decoder) and
+owns the loss, the training/val/test steps and the metrics, nothing else.
+
+It gets the optimizer and the schedule as partial constructors (``_partial_: true`` configs:
+any ``torch.optim`` optimizer; the schedules are ``LRScheduler`` subclasses) and the metric
+over decoded text the same way (``TextMetrics`` for translation, ``CaptionMetrics`` for
+captions). A batch holds ``source`` (token ids (B, S), or images (B, 3, H, W)) and
+``source_mask`` (B, S), ``target_in``/``target_out`` (B, T) and ``references`` (one string, or
+a list of strings, per row); a batch whose every image failed to decode is None (skipped).
+
+Validation decodes greedily (``val/bleu``); test decodes as ``decoding`` says
+(``test/bleu_beam5``). Exact resume, prediction files and the ``ddp_spawn`` teardown are
+callbacks (``encdec.callbacks``); the checkpoint layout is ``networks.loading``'s.
+"""
+
+import inspect
+import math
+import time
+from dataclasses import asdict
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics import Metric
+
+from encdec.data.tokenization import Seq2SeqTokenizer
+from encdec.decoding.search import DecodingConfig
+from encdec.metrics.text import TeacherForcedMetrics, TextMetrics
+from encdec.networks.encoder_decoder import EncoderDecoder
+from encdec.networks.loading import CHECKPOINT_FORMAT, check_model_checkpoint
+from encdec.training.schedules import NO_STEP_BUDGET, needs_total_steps
+from encdec.utils.errors import UserError
+from encdec.utils.special_tokens import PAD_ID
+
+
+def supports_fused(parameters: list[nn.Parameter]) -> bool:
+    """Whether an optimizer's fused kernel takes these: floating point, on CPU or CUDA."""
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in parameters)
+
+
+def accepts(function: Callable[..., Any], name: str) -> bool:
+    """Whether ``function`` (a class or a partial constructor) takes keyword ``name``."""
+    return name in inspect.signature(getattr(function, "func", function)).parameters
+
+
+class Seq2SeqModule(L.LightningModule):
+    def __init__(
+        self,
+        net: EncoderDecoder,
+        optimizer: Callable[..., Optimizer],
+        scheduler: Callable[..., LRScheduler],
+        metrics: Callable[[], Metric] = TextMetrics,
+        label_smoothing: float = 0.1,
+        encoder_lr: float | None = None,
+        attention_regularization: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.label_smoothing = label_smoothing
+        self.encoder_lr = encoder_lr  # None: the optimizer's learning rate
+        self.attention_regularization = attention_regularization
+        self.val_teacher_forced = TeacherForcedMetrics()
+        self.test_teacher_forced = TeacherForcedMetrics()
+        self.val_text, self.test_text = metrics(), metrics()
+        self.best_val: dict[str, float] = {}
+        self.model_config: dict[str, Any] = {}  # the model's config: how a checkpoint rebuilds it
+        self.data_config: dict[str, Any] | None = None  # the training data, for evaluation
+        self.image_settings: dict[str, Any] | None = None  # how the data prepared images
+        self.test_predictions: dict[int, str] = {}
+        self.training_forward = self.net.teacher_forced  # torch.compile'd by compile_training()
+
+    # ---- what the network holds ----
+    @property
+    def tokenizer(self) -> Any:
+        return self.net.tokenizer
+
+    @property
+    def decoding(self) -> DecodingConfig:
+        return self.net.decoding
+
+    @decoding.setter
+    def decoding(self, decoding: DecodingConfig) -> None:
+        self.net.decoding = decoding
+
+    def forward(
+        self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
+    ) -> torch.Tensor:
+        return self.net(src, src_mask, tgt_in)  # logits (B, T, V)
+
+    def compile_training(self) -> None:
+        """Run the teacher-forced training forward through ``torch.compile`` (dynamic shapes:
+        every bucket has its own batch and lengths). Validation and search stay eager."""
+        self.training_forward = torch.compile(self.net.teacher_forced, dynamic=True)
+
+    def setup(self, stage: str) -> None:
+        """From the data: CIDEr-D's document frequencies (the training references) and how
+        images are prepared (kept in checkpoints, for captioning image files)."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if hasattr(datamodule, "training_references"):
+            for metric in (self.val_text, self.test_text):
+                if hasattr(metric, "set_document_frequencies"):
+                    metric.set_document_frequencies(datamodule.training_references())
+        if hasattr(datamodule, "image_settings"):
+            self.image_settings = datamodule.image_settings()
+
+    # ---- checkpoints ----
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["encdec_format"] = CHECKPOINT_FORMAT
+        checkpoint["encdec_model"] = self.model_config
+        checkpoint["vocab_sizes"] = self.net.vocab_sizes()
+        if self.tokenizer is not None:
+            checkpoint["tokenizer"] = self.tokenizer.to_dict()
+        checkpoint["decoding"] = asdict(self.decoding)  # output limits suit the data
+        if self.data_config is not None:
+            checkpoint["data"] = self.data_config
+        checkpoint["image_settings"] = self.image_settings
+        checkpoint["best_val"] = dict(self.best_val)  # best-so-far metrics survive a resume
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_model_checkpoint(checkpoint, "this checkpoint")
+        if "tokenizer" in checkpoint:
+            self.net.attach_tokenizer(Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"]))
+        self.best_val = dict(checkpoint.get("best_val", {}))
+        self.data_config = checkpoint.get("data", self.data_config)
+        self.image_settings = checkpoint.get("image_settings", self.image_settings)
+        if self._trainer is None:  # inference: decode as training did, unless told otherwise
+            self.decoding = DecodingConfig(**checkpoint.get("decoding", {}))
+
+    # ---- training ----
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Label-smoothed cross entropy summed over real tokens, and their count."""
+        loss_sum = F.cross_entropy(
+            logits.float().flatten(0, 1),
+            target.flatten(),
+            ignore_index=PAD_ID,
+            label_smoothing=self.label_smoothing,
+            reduction="sum",
+        )
+        return loss_sum, (target != PAD_ID).sum()
+
+    def attention_penalty(self, attention: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Doubly stochastic attention (Xu et al., 2015): mean over source positions of
+        (1 - sum_t alpha_t,s)^2, the sum over real target steps."""
+        real_steps = (target != PAD_ID).unsqueeze(2)  # (B, T, 1)
+        per_position = (attention * real_steps).sum(dim=1)  # (B, S)
+        return ((1.0 - per_position) ** 2).mean()
+
+    def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
+        if batch is None:
+            return None
+        src = batch["source"]
+        logits, attention = self.training_forward(src, batch["source_mask"], batch["target_in"])
+        loss_sum, tokens = self.loss(logits, batch["target_out"])
+        cross_entropy = loss_sum / tokens
+        self.log("train/loss", cross_entropy, prog_bar=True, batch_size=src.size(0))
+        if not self.attention_regularization:
+            return cross_entropy
+        if attention is None:
+            raise UserError(
+                "model.attention_regularization needs a decoder that attends in training "
+                "(encdec.modules.rnn.AttentionRNNDecoder)"
+            )
+        penalty = self.attention_penalty(attention, batch["target_out"])
+        self.log("train/attention_penalty", penalty, batch_size=src.size(0))
+        return cross_entropy + self.attention_regularization * penalty
+
+    def parameter_groups(self) -> list[tuple[list[nn.Parameter], dict[str, Any]]]:
+        """(trainable parameters, optimizer options): the encoder with ``encoder_lr`` where it
+        is set (a frozen encoder has none to train), the rest with the optimizer's rate."""
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        if self.encoder_lr is None:
+            return [(trainable, {})]
+        encoder = {id(p) for p in self.net.encoder.parameters()}
+        return [
+            ([p for p in trainable if id(p) in encoder], {"lr": self.encoder_lr}),
+            ([p for p in trainable if id(p) not in encoder], {}),
+        ]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        groups = []
+        for parameters, options in self.parameter_groups():  # matrices decay, others do not
+            decayed = [p for p in parameters if p.dim() >= 2]
+            others = [p for p in parameters if p.dim() < 2]
+            groups += [
+                {"params": decayed, "weight_decay": weight_decay, **options},
+                {"params": others, "weight_decay": 0.0, **options},
+            ]
+        settings: dict[str, Any] = {}
+        keywords = getattr(self.optimizer_factory, "keywords", {})
+        if accepts(self.optimizer_factory, "fused") and not {"fused", "foreach"} & set(keywords):
+            # the fused kernel (AdamW: 2.6x faster than its CPU default); Lightning's mixed
+            # precision refuses to clip the gradients of a fused optimizer
+            trainable = [p for group in groups for p in group["params"]]
+            mixed_clipped = "mixed" in str(self.trainer.precision) and bool(
+                self.trainer.gradient_clip_val
+            )
+            settings["fused"] = supports_fused(trainable) and not mixed_clipped
+        optimizer = self.optimizer_factory([g for g in groups if g["params"]], **settings)
+        if needs_total_steps(self.scheduler_factory):
+            # the trainer's estimate: infinite without a step or epoch limit, -1 for an endless
+            # loader without max_steps (cases check_step_budget cannot see in the config)
+            total_steps = self.trainer.estimated_stepping_batches
+            if not 0 <= total_steps < math.inf:
+                name = self.scheduler_factory.func.__name__
+                raise UserError(NO_STEP_BUDGET.format(name))
+            scheduler = self.scheduler_factory(optimizer, total_steps=int(total_steps))
+        else:
+            scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    # ---- evaluation ----
+    def _evaluate(
+        self,
+        batch: dict[str, Any],
+        teacher_forced: TeacherForcedMetrics,
+        text: Metric,
+        decoding: DecodingConfig,
+    ) -> tuple[list[str], float]:
+        """Teacher-forced metrics and decoding of one batch: (hypothesis texts, seconds spent
+        searching and detokenizing)."""
+        src, src_mask = batch["source"], batch["source_mask"]
+        logits = self.net(src, src_mask, batch["target_in"])
+        loss_sum, _ = self.loss(logits, batch["target_out"])
+        teacher_forced.update(logits, batch["target_out"], loss_sum, PAD_ID)
+        start = time.perf_counter()
+        hypotheses = self.net.generate(src, src_mask, decoding)  # token lists: synced with device
+        texts = [self.tokenizer.decode_target(h[0].tokens) for h in hypotheses]
+        seconds = time.perf_counter() - start
+        text.update(texts, batch["references"])
+        return texts, seconds
+
+    def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        if batch is None:
+            return
+        greedy = DecodingConfig(
+            beam_size=1, max_len_a=self.decoding.max_len_a, max_len_b=self.decoding.max_len_b
+        )
+        self._evaluate(batch, self.val_teacher_forced, self.val_text, greedy)
+
+    def test_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        if batch is None:
+            return
+        texts, seconds = self._evaluate(
+            batch, self.test_teacher_forced, self.test_text, self.decoding
+        )
+        self.test_decode_seconds += seconds
+        self.test_predictions.update(zip(batch["index"].tolist(), texts, strict=True))
+
+    def _log_epoch(
+        self, stage: str, teacher_forced: TeacherForcedMetrics, text: Metric, suffix: str
+    ) -> dict[str, float]:
+        values = {f"{stage}/{k}": v for k, v in teacher_forced.compute().items()}
+        values |= {f"{stage}/{k}{suffix}": v for k, v in text.compute().items()}
+        teacher_forced.reset()
+        text.reset()
+        return {k: float(v) for k, v in values.items()}
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self.val_teacher_forced.reset()
+            self.val_text.reset()
+            return
+        values = self._log_epoch("val", self.val_teacher_forced, self.val_text, "")
+        for name in self.val_text.names:
+            best = max(values[f"val/{name}"], self.best_val.get(name, -math.inf))
+            self.best_val[name] = best
+            values[f"val/{name}_best"] = best
+        shown = f"val/{self.val_text.names[0]}"
+        self.log_dict({k: v for k, v in values.items() if k != shown})
+        self.log(shown, values[shown], prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = {}
+        self.test_decode_seconds = 0.0  # this process's time in search
+
+    def on_test_epoch_end(self) -> None:
+        suffix = self.decoding.suffix
+        values = self._log_epoch("test", self.test_teacher_forced, self.test_text, suffix)
+        self.log_dict(values)  # callbacks.prediction_files writes the files
