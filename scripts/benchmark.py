@@ -221,9 +221,7 @@ def measure_decoding(datamodule, args: argparse.Namespace, device: torch.device)
         synchronize(device)
         start = time.perf_counter()
         with decoding_autocast(device.type, args.decode_precision):
-            hypotheses = translator.translate(
-                sources, decoding, batch_size=args.decode_batch_size
-            )
+            hypotheses = translator.translate(sources, decoding, batch_size=args.decode_batch_size)
         synchronize(device)
         seconds = time.perf_counter() - start
         bleu = metric.corpus_score(hypotheses, [references])
@@ -364,7 +362,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument(
-        "--override", nargs="*", default=[], help="more Hydra overrides, e.g. model.net.decoder.dropout=0.1"
+        "--override",
+        nargs="*",
+        default=[],
+        help="more Hydra overrides, e.g. model.net.decoder.dropout=0.1",
     )
     parser.add_argument(
         "--output", default=f"outputs/benchmark/{time.strftime('%Y-%m-%d_%H-%M-%S')}"

@@ -29,7 +29,11 @@ RNN_SIZES = [
 ]
 TRANSFORMER_SIZES = [
     "model.net.embedding_dim=32",
-    *[f"model.net.{part}.{key}" for part in ("encoder", "decoder") for key in ("dim=32", "ff_dim=64")],
+    *[
+        f"model.net.{part}.{key}"
+        for part in ("encoder", "decoder")
+        for key in ("dim=32", "ff_dim=64")
+    ],
 ]
 
 # The model configs and their main variants, tiny: overrides of the real configs.
@@ -67,9 +71,11 @@ TINY_OVERRIDES = {
     "transformer-postnorm-learned": [
         "model=transformer",
         *TRANSFORMER_SIZES,
-        *[f"model.net.{part}.{key}" for part in ("encoder", "decoder") for key in (
-            "num_heads=2", "norm_first=false", "positions=learned"
-        )],
+        *[
+            f"model.net.{part}.{key}"
+            for part in ("encoder", "decoder")
+            for key in ("num_heads=2", "norm_first=false", "positions=learned")
+        ],
         "model.net.share_embeddings=false",
         "model.net.tie_output=false",
     ],

@@ -6,11 +6,13 @@ import json
 import logging
 from pathlib import Path
 
+import hydra
 import lightning as L
 import numpy as np
 import pytest
 import torch
 import torchvision
+from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -25,47 +27,55 @@ from encdec.data.shapes import draw_scene, generate_scene
 from encdec.data.tokenization import BOS_ID, EOS_ID, Seq2SeqTokenizer, load_or_train_tokenizer
 from encdec.decoding.search import DecodingConfig, beam_search, greedy_search, max_output_lengths
 from encdec.evaluate import evaluate
+from encdec.inference.captioner import Captioner
 from encdec.launch.validation import validate_config
-from encdec.models.captioning import AttentionCaptioner, TransformerCaptioner
-from encdec.models.loading import load_model
-from encdec.modules.image_encoders import ResNetEncoder, build_image_encoder
+from encdec.modules.image_encoders import ResNetEncoder
 from encdec.train import train
+from encdec.training.building import load_model
+from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError
 from encdec.utils.plots import save_attention_overlay
-from tests.conftest import FAST, SHARED_DATA, TRAINING, VOCAB, compose_config
+from tests.conftest import FAST, SHARED_DATA, VOCAB, build_tiny, compose_config
 from tests.test_entry_points import _cli
 
-CNN = {"kind": "cnn", "channels": [8, 16]}
-VIT = {"kind": "vit", "patch_size": 8, "dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 32}
-TINY_CAPTIONERS = {
-    "attention-lstm-gated-cnn": lambda: AttentionCaptioner(
-        VOCAB, **TRAINING, encoder=CNN, embedding_dim=16, hidden_size=32
-    ),
-    "attention-gru-general-vit": lambda: AttentionCaptioner(
-        VOCAB,
-        **TRAINING,
-        encoder=VIT,
-        cell="gru",
-        attention="general",
-        context_gate=False,
-        embedding_dim=16,
-        hidden_size=32,
-    ),
-    "transformer-cnn": lambda: TransformerCaptioner(
-        VOCAB, **TRAINING, encoder=CNN, d_model=32, num_heads=4, ff_dim=64, decoder_layers=2
-    ),
-    "transformer-vit-postnorm": lambda: TransformerCaptioner(
-        VOCAB,
-        **TRAINING,
-        encoder=VIT,
-        d_model=32,
-        num_heads=2,
-        ff_dim=64,
-        decoder_layers=1,
-        norm_first=False,
-        tie_output=False,
-    ),
+CNN = ["model.net.encoder.channels=[8,16]"]
+VIT = [
+    "model/net/encoder=vit",
+    *(f"model.net.encoder.{key}" for key in (
+        "patch_size=8", "dim=16", "num_layers=1", "num_heads=2", "ff_dim=32"
+    )),
+]  # fmt: skip
+ATTENTION = ["model=caption_attention", "model.net.embedding_dim=16"]
+TRANSFORMER = [
+    "model=caption_transformer",
+    "model.net.embedding_dim=32",
+    "model.net.decoder.dim=32",
+    "model.net.decoder.ff_dim=64",
+]
+TINY_CAPTIONERS = {  # overrides of the real captioning configs
+    "attention-lstm-gated-cnn": [*ATTENTION, *CNN, "model.net.decoder.hidden_size=32"],
+    "attention-gru-general-vit": [
+        *ATTENTION,
+        *VIT,
+        "model.net.decoder.hidden_size=32",
+        "model.net.decoder.cell=gru",
+        "model.net.decoder.attention=general",
+        "model.net.decoder.context_gate=false",
+    ],
+    "transformer-cnn": [*TRANSFORMER, *CNN, "model.net.decoder.num_layers=2"],
+    "transformer-vit-postnorm": [
+        *TRANSFORMER,
+        *VIT,
+        "model.net.decoder.num_heads=2",
+        "model.net.decoder.num_layers=1",
+        "model.net.decoder.norm_first=false",
+        "model.net.tie_output=false",
+    ],
 }
+
+
+def tiny_captioner_model(name: str, *overrides: str, vocab: int = VOCAB):
+    return build_tiny([*TINY_CAPTIONERS[name], *overrides], {"target_vocab_size": vocab})
 
 
 # ---- shapes ----
@@ -93,7 +103,7 @@ def test_shapes_module_serves_batches_and_all_references(tmp_path):
     data.prepare_data()
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
-    assert batch["images"].shape == (8, 3, 32, 32)
+    assert batch["source"].shape == (8, 3, 32, 32)
     assert (batch["target_in"][:, 0] == BOS_ID).all()
     lengths = (batch["target_out"] != 0).sum(1)
     assert (batch["target_out"][torch.arange(8), lengths - 1] == EOS_ID).all()
@@ -229,14 +239,14 @@ def test_flickr8k_layout_reads_references_and_skips_absent_images(tmp_path, capl
     data.prepare_data()
     data.setup()
     batches = list(data.train_dataloader())  # 5 captions of 3 images, in batches of 4
-    assert sorted(b["images"].shape[0] for b in batches) == [1, 4]
-    assert batches[0]["images"].shape[1:] == (3, 16, 16)
+    assert sorted(b["source"].shape[0] for b in batches) == [1, 4]
+    assert batches[0]["source"].shape[1:] == (3, 16, 16)
     assert data.tokenizer.decode_target(data.datasets["train"].caption_ids[0][0]) == (
         "1_rgb caption number 0"  # trained on lowercased words, punctuation dropped
     )
     for stage in ("val", "test"):
         (batch,) = list(getattr(data, f"{stage}_dataloader")())
-        assert batch["images"].shape == (1, 3, 16, 16)
+        assert batch["source"].shape == (1, 3, 16, 16)
     in_workers = _flickr_module(tmp_path, captions_per_image="all", num_workers=2)
     in_workers.setup("fit")  # images decoded in two DataLoader worker processes
     decoded = sorted(b["index"].tolist() for b in in_workers.train_dataloader())
@@ -269,7 +279,7 @@ def test_corrupt_images_are_skipped_from_their_batch_with_a_warning(tmp_path, ca
     data.setup("fit")
     with caplog.at_level(logging.WARNING):
         (batch,) = list(data.train_dataloader())
-    assert batch["images"].shape[0] == 1  # only 1_rgb.jpg decodes
+    assert batch["source"].shape[0] == 1  # only 1_rgb.jpg decodes
     assert "skipped image" in caplog.text and "2_gray.jpg" in caplog.text
     assert "3_cmyk.jpg" in caplog.text
     assert collate_captions([None, None]) is None  # a batch of undecodable images is skipped
@@ -367,7 +377,7 @@ def test_hugging_face_image_dataset_from_a_local_directory(tmp_path, caplog):
     data.setup()
     for loader in (data.train_dataloader(), data.val_dataloader(), data.test_dataloader()):
         for batch in loader:
-            assert batch["images"].shape[1:] == (3, 16, 16)
+            assert batch["source"].shape[1:] == (3, 16, 16)
     bad = CaptioningDataModule("unused", source="hf", hub_id=hub_id, captions_column="text")
     with pytest.raises(UserError, match="has no column 'text'"):
         bad.records("train")
@@ -388,16 +398,19 @@ def test_real_flickr8k_splits_and_a_few_images(tmp_path):
 
 # ---- encoders ----
 @pytest.mark.parametrize(
-    "settings",
-    [CNN, VIT, {"kind": "resnet", "name": "resnet18"}],
-    ids=["cnn", "vit", "resnet"],
+    ("option", "settings", "cells"),
+    [
+        ("cnn", {"channels": [8, 16]}, 16 * 16),
+        ("vit", {"patch_size": 8}, 8 * 8),
+        ("resnet", {}, 2 * 2),
+    ],
 )
-def test_image_encoders_return_a_grid_and_an_all_true_mask(settings):
-    encoder = build_image_encoder(**settings).eval()
-    features, mask = encoder(torch.randn(2, 3, 64, 64))
-    cells = {"cnn": 16 * 16, "vit": 8 * 8, "resnet": 2 * 2}[settings["kind"]]
-    assert features.shape == (2, cells, encoder.output_size)
-    assert mask.shape == (2, cells) and mask.all()
+def test_image_encoders_return_a_grid_and_an_all_true_mask(option, settings, cells):
+    config = OmegaConf.load(Path(CONFIG_DIR) / "model" / "net" / "encoder" / f"{option}.yaml")
+    encoder = hydra.utils.instantiate(OmegaConf.merge(config, settings))().eval()
+    encoded = encoder(torch.randn(2, 3, 64, 64))
+    assert encoded.states.shape == (2, cells, encoder.output_size)
+    assert encoded.mask.shape == (2, cells) and encoded.mask.all()
 
 
 def test_pretrained_resnet_offline_is_one_clear_line(monkeypatch):
@@ -407,8 +420,6 @@ def test_pretrained_resnet_offline_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     with pytest.raises(UserError, match="pretrained weights for resnet18 are unavailable"):
         ResNetEncoder("resnet18", pretrained=True)
-    with pytest.raises(ValueError, match="unknown image encoder 'vgg'"):
-        build_image_encoder("vgg")
 
 
 def test_frozen_resnet_keeps_weights_and_batchnorm_statistics(monkeypatch):
@@ -421,27 +432,31 @@ def test_frozen_resnet_keeps_weights_and_batchnorm_statistics(monkeypatch):
 
 
 def test_image_encoder_gets_its_own_learning_rate(monkeypatch):
-    model = AttentionCaptioner(
-        VOCAB, **TRAINING, encoder={**CNN, "lr": 1e-4}, embedding_dim=16, hidden_size=32
-    )
+    model = tiny_captioner_model("attention-lstm-gated-cnn", "model.encoder_lr=1e-4")
     (encoder, encoder_options), (decoder, decoder_options) = model.parameter_groups()
     assert encoder_options == {"lr": 1e-4} and decoder_options == {}
-    assert {id(p) for p in encoder} == {id(p) for p in model.image_encoder.parameters()}
+    assert {id(p) for p in encoder} == {id(p) for p in model.net.encoder.parameters()}
     assert len(encoder) + len(decoder) == len(list(model.parameters()))
     state = torchvision.models.resnet18(weights=None).state_dict()
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda *a, **k: state)
-    frozen = {"kind": "resnet", "pretrained": True, "freeze": True, "lr": 1e-4}
-    model = AttentionCaptioner(VOCAB, **TRAINING, encoder=frozen, embedding_dim=16, hidden_size=32)
+    frozen = [
+        "model/net/encoder=resnet",
+        "model.net.encoder.pretrained=true",
+        "model.net.encoder.freeze=true",
+        "model.encoder_lr=1e-4",
+    ]
+    model = build_tiny([*ATTENTION, *frozen], {"target_vocab_size": VOCAB})
     groups = model.parameter_groups()
-    trunk = {id(p) for p in model.image_encoder.trunk.parameters()}
+    trunk = {id(p) for p in model.net.encoder.trunk.parameters()}
     assert not any(id(p) in trunk for parameters, _ in groups for p in parameters)
 
 
 # ---- captioners through the shared search ----
 @pytest.fixture(params=sorted(TINY_CAPTIONERS))
 def tiny_captioner(request: pytest.FixtureRequest):
+    """Each tiny captioner's network, in eval mode."""
     torch.manual_seed(0)
-    return TINY_CAPTIONERS[request.param]().eval()
+    return tiny_captioner_model(request.param).net.eval()
 
 
 def test_captioner_greedy_equals_beam_of_one_and_batching_changes_nothing(tiny_captioner):
@@ -461,15 +476,16 @@ def test_captioner_greedy_equals_beam_of_one_and_batching_changes_nothing(tiny_c
 
 def test_attention_captioner_adds_the_doubly_stochastic_penalty():
     torch.manual_seed(0)
-    model = TINY_CAPTIONERS["attention-lstm-gated-cnn"]().eval()  # no dropout: same logits
+    model = tiny_captioner_model("attention-lstm-gated-cnn").eval()  # no dropout: same logits
     images = torch.randn(2, 3, 32, 32)
     batch = {
-        "images": images,
+        "source": images,
+        "source_mask": torch.ones(2, 1, dtype=torch.bool),
         "target_in": torch.tensor([[BOS_ID, 5, 6, 7], [BOS_ID, 8, 0, 0]]),
         "target_out": torch.tensor([[5, 6, 7, EOS_ID], [8, EOS_ID, 0, 0]]),
     }
-    memory = model.encode(images, torch.ones(2, 1, dtype=torch.bool))
-    _, weights = model.decoder(batch["target_in"], memory)
+    memory = model.net.encode(images, torch.ones(2, 1, dtype=torch.bool))
+    _, weights = model.net.decoder(batch["target_in"], memory)
     assert weights.shape == (2, 4, 8 * 8)  # over every grid cell, per step
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4))
     real = (batch["target_out"] != 0).unsqueeze(2)
@@ -503,39 +519,43 @@ def test_captioners_overfit_a_small_batch_of_shapes(tmp_path, family):
     batch, captions = _shapes_batch(8, 32, tokenizer)
     torch.manual_seed(0)
     vocab = tokenizer.target_vocab_size
-    encoder = {"kind": "cnn", "channels": [16, 32]}
-    settings = {"optimizer": {"lr": 3e-3}, "scheduler": {"name": "constant"}}
+    parts = ["model.net.encoder.channels=[16,32]", "model.net.decoder.dropout=0.0"]
     if family == "attention":
-        model = AttentionCaptioner(
-            vocab, **settings, encoder=encoder, embedding_dim=32, hidden_size=64, dropout=0.0
-        )
+        sizes = ["model.net.embedding_dim=32", "model.net.decoder.hidden_size=64"]
     else:
-        model = TransformerCaptioner(
-            vocab, **settings, encoder=encoder, d_model=32, ff_dim=64, decoder_layers=2,
-            dropout=0.0,
-        )  # fmt: skip
-    model.attach_tokenizer(tokenizer)
+        sizes = [*TRANSFORMER[1:], "model.net.decoder.num_layers=2"]
+    model = build_tiny([f"model=caption_{family}", *parts, *sizes], {"target_vocab_size": vocab})
+    model.net.attach_tokenizer(tokenizer)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    images, mask = model.batch_source(batch)
+    images, mask = batch["source"], batch["source_mask"]
     for _ in range(300):
         logits = model(images, mask, batch["target_in"])
         loss_sum, tokens = model.loss(logits, batch["target_out"])
         optimizer.zero_grad()
         (loss_sum / tokens).backward()
         optimizer.step()
-    assert model.caption(images) == captions
+    assert Captioner(model.net, None).caption(images) == captions
 
 
 # ---- the entry points ----
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["+model.encoder.chanels=[8]"], "unknown key 'model.encoder.chanels'; did you mean"),
-        (["model.encoder.kind=vgg"], "model.encoder.kind='vgg': unknown image encoder 'vgg'"),
-        (["model/encoder=vit", "model.encoder.num_heads=0"], "model.encoder.num_heads=0: must be"),
+        (
+            ["+model.net.encoder.chanels=[8]"],
+            "unknown key 'model.net.encoder.chanels'; did you mean",
+        ),
+        (
+            ["model.net.encoder._target_=encdec.modules.image_encoders.VGG"],
+            "model.net.encoder._target_: cannot import 'encdec.modules.image_encoders.VGG'",
+        ),
+        (
+            ["model/net/encoder=vit", "model.net.encoder.num_heads=0"],
+            "model.net.encoder.num_heads=0: must be",
+        ),
         (["data.captions_per_image=1"], "expected a string"),
         (["data.batch_size=0"], r"data.batch_size=0: must be in \[1, inf\)"),
-        (["model.encoder.lr=-1"], "model.encoder.lr=-1: a learning rate > 0, or null"),
+        (["model.encoder_lr=-1"], r"model.encoder_lr=-1: must be in \(0, inf\)"),
     ],
 )
 def test_caption_config_errors_name_the_key(tmp_path, overrides, message):
@@ -554,8 +574,8 @@ TINY_SHAPES = [
 @pytest.mark.parametrize(
     ("model", "tiny"),
     [
-        ("caption_attention", ["model.net.embedding_dim=16", "model.net.encoder.hidden_size=32", "model.net.decoder.hidden_size=32"]),
-        ("caption_transformer", ["model.net.embedding_dim=32", "model.net.encoder.dim=32", "model.net.decoder.dim=32", "model.net.encoder.ff_dim=64", "model.net.decoder.ff_dim=64", "model.net.decoder.num_layers=1"]),
+        ("caption_attention", [*ATTENTION[1:], "model.net.decoder.hidden_size=32"]),
+        ("caption_transformer", [*TRANSFORMER[1:], "model.net.decoder.num_layers=1"]),
     ],
 )
 def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, tiny):
@@ -563,7 +583,7 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
         "data=caption_shapes",
         f"model={model}",
         *TINY_SHAPES,
-        "model.encoder.channels=[8, 16]",
+        "model.net.encoder.channels=[8, 16]",
         *tiny,
         *FAST,
         "callbacks=default",
@@ -586,9 +606,11 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
         assert value == pytest.approx(metrics[name], abs=1e-6), name
     predictions = (tmp_path / "eval" / "predictions" / "test_beam2.txt").read_text()
     assert predictions == (tmp_path / "train" / "predictions" / "test_beam2.txt").read_text()
-    loaded = load_model(best)
-    batch, _ = _shapes_batch(2, 32, loaded.tokenizer)
-    from_tensors = loaded.caption(batch["images"], loaded.decoding)
+    loaded = Captioner.from_checkpoint(best)
+    batch, _ = _shapes_batch(2, 32, loaded.network.tokenizer)
+    from_tensors = loaded.caption(batch["source"], loaded.decoding)
+    module = load_model(best)  # the LightningModule: the same network and image preparation
+    assert Captioner(module.net, module.image_settings).caption(batch["source"]) == from_tensors
     scenes = [tmp_path / "scene0.png", tmp_path / "scene1.png"]
     for index, path in enumerate(scenes):
         draw_scene(generate_scene(0, "train", index), 32).save(path)
@@ -618,7 +640,10 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
         bad = _cli("encdec.caption", f"ckpt_path={best}", f"image={tmp_path / 'none.png'}")
         assert bad.returncode == 2 and "error: cannot read image" in bad.stderr
         text = _cli("encdec.translate", f"ckpt_path={best}", stdin="a red circle\n")
-        assert text.returncode == 2 and "which captions images: use python -m" in text.stderr
+        assert (
+            text.returncode == 2
+            and "holds a model of images: use python -m encdec.caption" in text.stderr
+        )
 
 
 def test_attention_overlay_needs_a_square_grid_and_a_word_per_step(tmp_path):
@@ -638,13 +663,13 @@ def test_frozen_features_are_computed_once_per_image(monkeypatch, tmp_path):
     plain = ResNetEncoder("resnet18", pretrained=True, freeze=True).eval()
     cached = ResNetEncoder("resnet18", pretrained=True, freeze=True, feature_cache=str(tmp_path))
     cached.eval()
-    first, _ = cached(images)
-    again, _ = cached(images[[2, 0]])  # the same images, another batch
+    first = cached(images).states
+    again = cached(images[[2, 0]]).states  # the same images, another batch
     assert cached.cache.computed == 3
     torch.testing.assert_close(again, first[[2, 0]])
-    torch.testing.assert_close(first, plain(images)[0], atol=2e-2, rtol=2e-3)  # float16 kept
+    torch.testing.assert_close(first, plain(images).states, atol=2e-2, rtol=2e-3)  # float16 kept
     later_run = ResNetEncoder("resnet18", pretrained=True, freeze=True, feature_cache=str(tmp_path))
-    torch.testing.assert_close(later_run(images)[0], first)
+    torch.testing.assert_close(later_run(images).states, first)
     assert later_run.cache.computed == 0  # read from the directory
     other_weights = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
     monkeypatch.setattr(

@@ -20,10 +20,26 @@ from encdec.reports.comparison import (
 from encdec.utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = {
-    "rnn": "encdec.models.rnn.RNNSeq2Seq",
-    "transformer": "encdec.models.transformer.TransformerSeq2Seq",
+NETWORKS = {  # family -> (encoder, decoder) classes
+    "rnn": ("encdec.modules.rnn.RNNEncoder", "encdec.modules.rnn.ContextRNNDecoder"),
+    "transformer": (
+        "encdec.modules.transformer.TransformerEncoder",
+        "encdec.modules.transformer.TransformerDecoder",
+    ),
 }
+LABELS = {"rnn": "RNN + ContextRNN", "transformer": "Transformer + Transformer"}
+
+
+def model_config(family: str, dropout: float = 0.1) -> dict:
+    encoder, decoder = NETWORKS[family]
+    return {
+        "_target_": "encdec.training.seq2seq_module.Seq2SeqModule",
+        "net": {
+            "_target_": "encdec.networks.encoder_decoder.EncoderDecoder",
+            "encoder": {"_target_": encoder},
+            "decoder": {"_target_": decoder, "dropout": dropout},
+        },
+    }
 
 
 def scan_config(family: str, seed: int, dropout: float = 0.1) -> dict:
@@ -37,7 +53,7 @@ def scan_config(family: str, seed: int, dropout: float = 0.1) -> dict:
             "cache_dir": "unused",
             "seed": seed,
         },
-        "model": {"_target_": MODELS[family], "dropout": dropout},
+        "model": model_config(family, dropout),
         "paths": {"output_dir": f"/runs/{family}{seed}"},
     }
 
@@ -78,20 +94,24 @@ def runs(tmp_path) -> list[Path]:
 def test_seeds_are_aggregated_per_data_and_family(runs):
     rows = summarise([read_run_dir(path) for path in runs])
     assert [(r["data"], r["model"], r["seeds"]) for r in rows] == [
-        ("scan/simple", "rnn", [1, 2]),
-        ("scan/simple", "transformer", [1, 2]),
+        ("scan/simple", LABELS["rnn"], [1, 2]),
+        ("scan/simple", LABELS["transformer"], [1, 2]),
     ]
     assert rows[0]["quality_mean"] == 60.0
     assert rows[0]["quality_std"] == pytest.approx(14.142, abs=1e-3)  # sample std
     assert rows[1]["bleu_mean"] == 45.5
     table = markdown_table(rows)
-    assert "| scan/simple | rnn | 2 | test/exact_match | 60.0 ± 14.1 | 30.0 ± 7.1 |" in table
+    assert "| scan/simple | RNN + ContextRNN | 2 | test/exact_match | 60.0 ± 14.1 | 30.0 ± 7.1 |" in table
 
 
 def test_runs_with_other_settings_get_their_own_row(tmp_path, runs):
     other = fake_run(tmp_path, "rnn_d3", scan_config("rnn", 3, dropout=0.3), 80.0, ["x"])
     rows = summarise([read_run_dir(path) for path in [*runs, other]])
-    assert [r["model"] for r in rows] == ["rnn (dropout=0.1)", "rnn (dropout=0.3)", "transformer"]
+    assert [r["model"] for r in rows] == [
+        "RNN + ContextRNN (dropout=0.1)",
+        "RNN + ContextRNN (dropout=0.3)",
+        "Transformer + Transformer",
+    ]
 
 
 def test_a_run_without_test_metrics_is_named(tmp_path, runs):
@@ -112,7 +132,7 @@ def test_compare_cli_writes_table_csv_and_plots(tmp_path, runs):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "| scan/simple | transformer | 2 |" in result.stdout
+    assert "| scan/simple | Transformer + Transformer | 2 |" in result.stdout
     assert (out / "comparison.md").read_text() in result.stdout
     assert "quality_mean" in (out / "comparison.csv").read_text().splitlines()[0]
     for plot in ("quality_vs_params", "quality_vs_time", "val_curves"):
@@ -125,7 +145,7 @@ def test_compare_cli_writes_table_csv_and_plots(tmp_path, runs):
         [*command, "--skip-unfinished"], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
     assert skipped.returncode == 0 and "skipped:" in skipped.stderr
-    assert "| scan/simple | rnn | 1 |" in skipped.stdout
+    assert "| scan/simple | RNN + ContextRNN | 1 |" in skipped.stdout
 
 
 def test_paired_bootstrap_finds_a_real_difference(tmp_path, runs):
@@ -168,7 +188,9 @@ def test_wandb_group_is_read_through_the_api(monkeypatch):
 
 
 def test_family_and_data_labels():
-    assert comparison.family_of({"model": {"_target_": MODELS["transformer"]}}) == "transformer"
+    assert comparison.family_of({"model": model_config("transformer")}) == LABELS["transformer"]
+    old = {"model": {"_target_": "encdec.models.rnn.RNNSeq2Seq"}}  # a run dir from encdec 0.1
+    assert comparison.family_of(old) == "RNNSeq2Seq"
     config = {"data": {"_target_": "encdec.data.translation.TranslationDataModule"}}
     config["data"]["path"] = "../shared/data/multi30k"
     assert comparison.data_of(config) == "multi30k"

@@ -10,7 +10,12 @@ from tests.test_entry_points import TINY_TRAIN
 
 def run(tmp_path, name: str, seed: int) -> tuple[dict[str, torch.Tensor], str]:
     # data.seed stays: the SCAN split (and so the cached tokenizer) is the session's
-    overrides = [*TINY_TRAIN["transformer"], f"seed={seed}", "data.seed=1234", "model.net.decoder.dropout=0.3"]
+    overrides = [
+        *TINY_TRAIN["transformer"],
+        f"seed={seed}",
+        "data.seed=1234",
+        "model.net.decoder.dropout=0.3",
+    ]
     train(compose_config("train", overrides, tmp_path / name))
     checkpoint = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
     return checkpoint["state_dict"], (tmp_path / name / "predictions" / "test.txt").read_text()

@@ -24,8 +24,11 @@ TINY_DDP = [
     "trainer=ddp_sim",
     "trainer.strategy=ddp",  # Lightning's subprocess launcher: children re-run the command
     "model=scan_transformer",
-    "model.net.embedding_dim=32", "model.net.encoder.dim=32", "model.net.decoder.dim=32",
-    "model.net.encoder.ff_dim=64", "model.net.decoder.ff_dim=64",
+    "model.net.embedding_dim=32",
+    "model.net.encoder.dim=32",
+    "model.net.decoder.dim=32",
+    "model.net.encoder.ff_dim=64",
+    "model.net.decoder.ff_dim=64",
     "logger=csv",
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=4",
@@ -51,7 +54,7 @@ def run_cli(*args: str, root: Path, timeout: float = 240) -> subprocess.Complete
 def test_config_differences_names_dotted_keys():
     mine = {"seed": 1, "model": {"dropout": 0.1, "d_model": 32}, "tags": ["a"]}
     theirs = {"seed": 1, "model": {"dropout": 0.3, "d_model": 32}, "tags": ["b"], "extra": 1}
-    assert config_differences(mine, theirs) == ["extra", "model.net.decoder.dropout", "tags"]
+    assert config_differences(mine, theirs) == ["extra", "model.dropout", "tags"]
     assert config_differences(mine, mine) == []
 
 
@@ -86,7 +89,8 @@ def test_ddp_sim_as_the_readme_gives_it_trains_tests_and_logs_every_stage(tmp_pa
         "trainer=ddp_sim",
         "model=attention",
         "model.net.embedding_dim=16",
-        "model.net.encoder.hidden_size=32", "model.net.decoder.hidden_size=32",
+        "model.net.encoder.hidden_size=32",
+        "model.net.decoder.hidden_size=32",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=3",
         "trainer.limit_val_batches=1",
@@ -127,7 +131,7 @@ def test_ddp_multirun_gives_one_run_dir_per_job_with_its_own_values(tmp_path, la
     ]
     for job, dropout in (("0", 0.0), ("1", 0.3)):
         config = yaml.safe_load((sweep / job / "config.yaml").read_text())
-        assert config["model"]["dropout"] == dropout
+        assert config["model"]["net"]["decoder"]["dropout"] == dropout
         assert (sweep / job / "test_metrics.json").is_file()
         hparams = yaml.safe_load((sweep / job / "csv" / "hparams.yaml").read_text())
         assert hparams["global_batch_tokens"] == 2 * config["data"]["max_tokens"]  # per device

@@ -14,13 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from encdec.decoding.search import DecodingConfig
 from encdec.evaluate import evaluate
-from encdec.launch.validation import validate_config
 from encdec.inference.loading import load_network
 from encdec.inference.translator import Translator
+from encdec.launch.validation import validate_config
 from encdec.networks.encoder_decoder import EncoderDecoder
+from encdec.train import train
 from encdec.training.building import build_model, load_model
 from encdec.training.seq2seq_module import Seq2SeqModule
-from encdec.train import train
 from encdec.utils.config import CONFIG_DIR, flatten
 from encdec.utils.errors import UserError
 from tests.conftest import FAST, SHARED_DATA, compose_config
@@ -30,16 +30,29 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUP_OPTIONS = [  # every option of every group, the model's nested groups included
     (path.parent.relative_to(CONFIG_DIR).as_posix(), path.stem)
     for path in sorted(Path(CONFIG_DIR).rglob("*.yaml"))
-    if path.parent != Path(CONFIG_DIR) and path.parts[-2] not in ("hparams_search", "paths")
+    if path.parent != Path(CONFIG_DIR)
+    and path.parts[-2] not in ("hparams_search", "paths")
     and "hydra" not in path.relative_to(CONFIG_DIR).parts
 ]
 TINY = {
-    "rnn": ["model.net.embedding_dim=16", "model.net.encoder.hidden_size=32", "model.net.decoder.hidden_size=32"],
-    "attention": ["model.net.embedding_dim=16", "model.net.encoder.hidden_size=32", "model.net.decoder.hidden_size=32"],
+    "rnn": [
+        "model.net.embedding_dim=16",
+        "model.net.encoder.hidden_size=32",
+        "model.net.decoder.hidden_size=32",
+    ],
+    "attention": [
+        "model.net.embedding_dim=16",
+        "model.net.encoder.hidden_size=32",
+        "model.net.decoder.hidden_size=32",
+    ],
     "transformer": [
-        "model.net.embedding_dim=32", "model.net.encoder.dim=32", "model.net.decoder.dim=32",
-        "model.net.encoder.ff_dim=64", "model.net.decoder.ff_dim=64",
-        "model.net.encoder.num_heads=2", "model.net.decoder.num_heads=2",
+        "model.net.embedding_dim=32",
+        "model.net.encoder.dim=32",
+        "model.net.decoder.dim=32",
+        "model.net.encoder.ff_dim=64",
+        "model.net.decoder.ff_dim=64",
+        "model.net.encoder.num_heads=2",
+        "model.net.decoder.num_heads=2",
         "model.net.share_embeddings=false",
         "model.net.tie_output=false",
     ],
@@ -179,7 +192,9 @@ def test_checkpoint_loads_without_hydra_and_refuses_what_it_cannot_read(tmp_path
     checkpoint = torch.load(path, weights_only=True)
     old = {"encdec_family": "TransformerSeq2Seq", "state_dict": checkpoint["state_dict"]}
     torch.save(old, tmp_path / "old.ckpt")  # the layout before models were composed
-    with pytest.raises(UserError, match=r"checkpoint format 1 .* use encdec 0.1.0 \(git tag v0.1.0\)"):
+    with pytest.raises(
+        UserError, match=r"checkpoint format 1 .* use encdec 0.1.0 \(git tag v0.1.0\)"
+    ):
         load_model(tmp_path / "old.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(UserError, match="not an encdec model checkpoint"):
@@ -191,14 +206,23 @@ def test_checkpoint_loads_without_hydra_and_refuses_what_it_cannot_read(tmp_path
 
 def test_config_errors_name_the_key(tmp_path):
     cfg = compose_config("train", [*FAST, "+model.net.decoder.hiden_size=3"], tmp_path / "a")
-    with pytest.raises(UserError, match=r"unknown key 'model.net.decoder.hiden_size'; did you mean"):
+    with pytest.raises(
+        UserError, match=r"unknown key 'model.net.decoder.hiden_size'; did you mean"
+    ):
         train(cfg)
     cfg = compose_config("train", [*FAST, "model.net.decoder.cell=transistor"], tmp_path / "b")
-    with pytest.raises(UserError, match="model.net.decoder.cell='transistor': expected one of 'gru', 'lstm'"):
+    with pytest.raises(
+        UserError, match="model.net.decoder.cell='transistor': expected one of 'gru', 'lstm'"
+    ):
         train(cfg)
     cfg = compose_config(
         "train",
-        [*FAST, "model=transformer", "model.net.share_embeddings=true", "data.tokenizer.joint=false"],
+        [
+            *FAST,
+            "model=transformer",
+            "model.net.share_embeddings=true",
+            "data.tokenizer.joint=false",
+        ],
         tmp_path / "c",
     )
     with pytest.raises(UserError, match="share_embeddings=true needs data.tokenizer.joint=true"):
@@ -254,7 +278,10 @@ BAD_INPUTS = {  # args ({tmp}: the test's tmp dir) -> the one line that must say
         "error: cannot load 'nobody/no-such-corpus'",
     ),
     "wrong type": (["data.max_tokens=lots"], "error: data.max_tokens='lots': expected an integer"),
-    "out of range": (["model.net.decoder.dropout=1.5"], "error: model.net.decoder.dropout=1.5: must be in [0, 1)"),
+    "out of range": (
+        ["model.net.decoder.dropout=1.5"],
+        "error: model.net.decoder.dropout=1.5: must be in [0, 1)",
+    ),
     "beam of 0": (["decoding.beam_size=0"], "error: decoding.beam_size=0: must be in [1, inf)"),
     "shared embeddings": (
         ["model=transformer", "model.net.share_embeddings=true"],
@@ -345,7 +372,13 @@ def test_wandb_logs_offline_into_the_run_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "secret-key-that-must-not-be-saved-0123456789")
     cfg = compose_config(
         "train",
-        [*FAST, "logger=wandb", "model.net.encoder.hidden_size=16", "model.net.decoder.hidden_size=16", "model.net.embedding_dim=8"],
+        [
+            *FAST,
+            "logger=wandb",
+            "model.net.encoder.hidden_size=16",
+            "model.net.decoder.hidden_size=16",
+            "model.net.embedding_dim=8",
+        ],
         tmp_path / "run",
     )
     train(cfg)
@@ -408,8 +441,11 @@ def test_a_step_budget_that_ends_before_any_validation_still_tests(tmp_path):
     has nothing to stop on and the current weights are tested."""
     overrides = [
         "model=scan_transformer",
-        "model.net.embedding_dim=32", "model.net.encoder.dim=32", "model.net.decoder.dim=32",
-        "model.net.encoder.ff_dim=64", "model.net.decoder.ff_dim=64",
+        "model.net.embedding_dim=32",
+        "model.net.encoder.dim=32",
+        "model.net.decoder.dim=32",
+        "model.net.encoder.ff_dim=64",
+        "model.net.decoder.ff_dim=64",
         "logger=csv",
         "trainer.max_steps=2",
         "trainer.limit_test_batches=1",

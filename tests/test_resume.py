@@ -29,7 +29,7 @@ def train_cli(run_dir: Path, cache: Path, *extra: str) -> int:
     overrides = [
         *TINY_TRAIN["transformer"],
         "seed=7",
-        "model.net.decoder.dropout=0.3",  # dropout draws from the RNG: its state must be restored too
+        "model.net.decoder.dropout=0.3",  # dropout draws from the RNG: its state is restored too
         "trainer.max_epochs=3",
         f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
         "trainer.limit_val_batches=2",
@@ -136,11 +136,11 @@ def test_resume_refuses_checkpoints_it_cannot_continue(tmp_path):
 
     rnn = TINY_MODELS["rnn-gru"]()
     cases = {
-        r"holds another network \(model.net.decoder._target_=": {
-            "encdec_model": rnn.model_config
-        },
+        r"holds another network \(model.net.decoder._target_=": {"encdec_model": rnn.model_config},
         "has no training state": {"optimizer_states": None},
-        "source_vocab_size=99": {"vocab_sizes": {**model.net.vocab_sizes(), "source_vocab_size": 99}},
+        "source_vocab_size=99": {
+            "vocab_sizes": {**model.net.vocab_sizes(), "source_vocab_size": 99}
+        },
         "newer encdec": {"encdec_format": 99},
         "checkpoint format 1 of an older encdec": {"encdec_format": 1},
         "not an encdec model checkpoint": {"encdec_model": None},

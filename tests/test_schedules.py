@@ -2,7 +2,6 @@
 
 import json
 import math
-
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from encdec.train import train
-from encdec.training.schedules import CosineSchedule, ConstantSchedule, check_step_budget
+from encdec.training.schedules import ConstantSchedule, CosineSchedule, check_step_budget
 from encdec.utils.config import CONFIG_DIR
 from encdec.utils.errors import UserError
 from tests.conftest import FAST, RNN_SIZES, build_tiny, compose_config

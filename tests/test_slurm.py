@@ -30,7 +30,7 @@ TINY_SWEEP = [
     *TINY_TRAIN["transformer"],
     "model.net.encoder.num_layers=1",
     "model.net.decoder.num_layers=1",
-    "model.net.decoder.dropout=0.3",  # dropout draws from the RNG: its state must survive the requeue
+    "model.net.decoder.dropout=0.3",  # dropout draws from the RNG: its state survives a requeue
     "seed=7",
     "data.max_tokens=256",
     "decoding.max_len_a=1",

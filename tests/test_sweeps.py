@@ -161,7 +161,9 @@ def test_optuna_sweep_searches_the_command_line_in_batches_of_n_jobs(tmp_path):
     assert "Launching 2 jobs locally" in first.stdout  # one batch
     trials = load(tmp_path).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
-    assert all(t.params.keys() == {"model.net.decoder.dropout", "model.label_smoothing"} for t in trials)
+    assert all(
+        t.params.keys() == {"model.net.decoder.dropout", "model.label_smoothing"} for t in trials
+    )
     again = run_cli("encdec.train", *search, root=tmp_path)  # the same command: nothing to run
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 of 2 trials done" in again.stdout and "Launching" not in again.stdout
@@ -195,11 +197,11 @@ def test_optuna_sweep_with_an_unknown_distribution_is_one_line(tmp_path):
         "-m",
         "hparams_search=transformer",
         *TINY,
-        'hydra.sweeper.params={model.dropout:"normal(0, 1)"}',
+        'hydra.sweeper.params={model.net.decoder.dropout:"normal(0, 1)"}',
         root=tmp_path,
     )
     assert result.returncode != 0
-    assert "error: hydra.sweeper.params.model.dropout: 'normal(0, 1)'" in result.stderr
+    assert "error: hydra.sweeper.params.model.net.decoder.dropout: 'normal(0, 1)'" in result.stderr
     assert "Traceback" not in result.stderr
 
 

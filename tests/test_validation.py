@@ -57,7 +57,10 @@ def test_cli_fails_before_reading_data(tmp_path):
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: model.net.decoder.dropout=1.5: must be in [0, 1)"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: model.net.decoder.dropout=1.5: must be in [0, 1)"
+    )
 
 
 @pytest.mark.skipif(torch.cuda.device_count() > 0, reason="needs a machine without GPUs")

@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from encdec.decoding.search import greedy_search, max_output_lengths
-from encdec.models.transformer import TransformerSeq2Seq
 from encdec.modules.attention import MultiHeadAttention
+from encdec.modules.transformer import TransformerDecoder
 from encdec.train import train
 from encdec.utils.config import print_config_tree
 from encdec.utils.loggers import log_run_config, parameter_counts
@@ -36,12 +36,18 @@ def _wandb_settings(config_name: str, overrides: list[str], tmp_path: Path) -> d
 def test_group_tags_and_job_type_of_single_runs_multiruns_and_evaluate(tmp_path):
     single = _wandb_settings("train", ["logger=wandb", "tags=[baseline]"], tmp_path)
     assert single["group"] == "train" and single["job_type"] == "train"
-    assert single["tags"] == ["baseline", "attention", "scan", "AttentionSeq2Seq"]
+    assert single["tags"] == ["baseline", "attention", "scan", "RNNEncoder", "AttentionRNNDecoder"]
 
     sweep = ["logger=wandb", "hydra.mode=MULTIRUN", "hydra.sweep.dir=/x/multiruns/2026-11-26"]
     job = _wandb_settings("train", [*sweep, "experiment=scan_transformer"], tmp_path)
     assert job["group"] == "scan_transformer-2026-11-26"  # every job of the sweep
-    assert job["tags"] == ["scan", "transformer", "scan_transformer", "TransformerSeq2Seq"]
+    assert job["tags"] == [
+        "scan",
+        "transformer",
+        "scan_transformer",
+        "TransformerEncoder",
+        "TransformerDecoder",
+    ]
 
     evaluation = _wandb_settings("evaluate", ["logger=wandb", "ckpt_path=x.ckpt"], tmp_path)
     assert evaluation["job_type"] == "eval" and evaluation["group"] == "evaluate"
@@ -63,7 +69,7 @@ def test_resolved_config_and_parameter_counts_are_logged_and_saved_without_secre
 ):
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     cfg = compose_config("train", ["+leak=key ${oc.env:WANDB_API_KEY}"], tmp_path / "run")
-    model = TINY_MODELS["transformer-postnorm-learned"]()
+    model = TINY_MODELS["transformer-postnorm-learned"]().net
     spy = SpyLogger()
     log_run_config([spy], cfg, model)
     logged = json.dumps(spy.hyperparameters)
@@ -78,7 +84,7 @@ def test_resolved_config_and_parameter_counts_are_logged_and_saved_without_secre
 
 
 def test_parameter_counts_count_shared_weights_once_and_frozen_ones_as_untrainable():
-    model = TINY_MODELS["transformer-prenorm"]()  # shared source/target embedding, tied output
+    model = TINY_MODELS["transformer-prenorm"]().net  # shared embedding table, tied output
     model.encoder.requires_grad_(False)
     counts = parameter_counts(model)
     assert counts["total"] < counts["encoder"] + counts["decoder"] + counts.get("generator", 0)
@@ -106,7 +112,7 @@ def test_multi_head_attention_keeps_the_weights_sdpa_would_use():
 @pytest.mark.parametrize("name", ["transformer-prenorm", "bahdanau", "rnn-gru"])
 def test_greedy_search_keeps_attention_only_when_asked_and_changes_nothing_else(name):
     torch.manual_seed(0)
-    model = TINY_MODELS[name]().eval()
+    model = TINY_MODELS[name]().net.eval()
     src, mask = random_batch(batch=3, src_len=6)
     limits = max_output_lengths(mask, 1.5, 4, 64)
     plain = greedy_search(model, src, mask, limits)
@@ -121,7 +127,7 @@ def test_greedy_search_keeps_attention_only_when_asked_and_changes_nothing_else(
         steps = len(hypothesis.tokens) + hypothesis.finished  # + the EOS step
         assert hypothesis.attention.shape == (steps, src.size(1))
         assert torch.allclose(hypothesis.attention.sum(-1), torch.ones(steps), atol=1e-5)
-    if isinstance(model, TransformerSeq2Seq):  # the explicit path is off again
+    if isinstance(model.decoder, TransformerDecoder):  # the explicit path is off again
         assert not model.decoder.layers[-1].cross_attention.keep_weights
 
 
@@ -177,9 +183,9 @@ def test_caption_samples_show_the_image(tmp_path, logged_to_wandb):
         "data=caption_shapes",
         "model=caption_attention",
         *TINY_SHAPES,
-        "model.encoder.channels=[8, 16]",
+        "model.net.encoder.channels=[8, 16]",
         "model.net.embedding_dim=16",
-        "model.net.encoder.hidden_size=32", "model.net.decoder.hidden_size=32",
+        "model.net.decoder.hidden_size=32",
         *FAST,
         *SAMPLES,
         "+callbacks.sample_table.num_samples=3",
@@ -212,9 +218,13 @@ def test_cli_multirun_shares_a_group_and_never_saves_the_api_key(tmp_path):
     }
     overrides = [
         "model=scan_transformer",
-        "model.net.embedding_dim=32", "model.net.encoder.dim=32", "model.net.decoder.dim=32",
-        "model.net.encoder.ff_dim=64", "model.net.decoder.ff_dim=64",
-        "model.net.encoder.num_heads=2", "model.net.decoder.num_heads=2",
+        "model.net.embedding_dim=32",
+        "model.net.encoder.dim=32",
+        "model.net.decoder.dim=32",
+        "model.net.encoder.ff_dim=64",
+        "model.net.decoder.ff_dim=64",
+        "model.net.encoder.num_heads=2",
+        "model.net.decoder.num_heads=2",
         "model.net.encoder.num_layers=1",
         "model.net.decoder.num_layers=1",
         *[o for o in FAST if not o.startswith(("logger", "callbacks"))],
@@ -239,7 +249,8 @@ def test_cli_multirun_shares_a_group_and_never_saves_the_api_key(tmp_path):
     for job in ("0", "1"):
         wandb = OmegaConf.load(sweep / job / "config.yaml").logger.wandb
         assert wandb.group == "train-sweep" and wandb.job_type == "train"
-        assert list(wandb.tags) == ["smoke", "scan_transformer", "scan", "TransformerSeq2Seq"]
+        tags = ["smoke", "scan_transformer", "scan", "TransformerEncoder", "TransformerDecoder"]
+    assert list(wandb.tags) == tags
         assert (sweep / job / "samples" / "epoch0_step2.md").is_file()
         assert len(list((sweep / job / "attention").glob("*.png"))) == 2
         media = next((sweep / job / "wandb").glob("offline-run-*")) / "files" / "media"

@@ -78,7 +78,9 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, Seq2Se
     if OmegaConf.select(cfg, "model.net.share_embeddings") and not tokenizer.joint:
         raise UserError("model.net.share_embeddings=true needs data.tokenizer.joint=true")
     with user_errors("model"):
-        model = build_model(OmegaConf.to_container(cfg.model, resolve=True), tokenizer.vocab_sizes())
+        model = build_model(
+            OmegaConf.to_container(cfg.model, resolve=True), tokenizer.vocab_sizes()
+        )
     model.net.attach_tokenizer(tokenizer)
     model.decoding = DecodingConfig().updated(cfg.decoding)
     model.data_config = portable_data_config(cfg.data)  # encdec.evaluate reads the same data

@@ -39,6 +39,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "teacher_forcing_ratio": (0, 1, True, True),
     "val_fraction": (0, 1, False, False),
     "lr": (0, math.inf, False, False),
+    "encoder_lr": (0, math.inf, False, False),
     "weight_decay": (0, math.inf, True, False),
     "length_penalty": (0, math.inf, True, False),
     "max_len_a": (0, math.inf, True, False),
@@ -135,7 +136,9 @@ def check_target_node(values: dict[str, Any], key: str, filled_in: frozenset[str
     for name in nested:
         if name not in parameters and not accepts_any:
             raise UserError(f"unknown key '{key}.{name}'; {suggest(name, parameters)}")
-        check_target_node(nested[name], f"{key}.{name}", FILLED_IN.get(f"{key}.{name}", frozenset()))
+        check_target_node(
+            nested[name], f"{key}.{name}", FILLED_IN.get(f"{key}.{name}", frozenset())
+        )
     for name, (function, code_filled) in NESTED.items():
         if isinstance(settings.get(name), dict) and name not in nested:
             hints, nested_required, _ = signature_parameters(function)
@@ -144,26 +147,35 @@ def check_target_node(values: dict[str, Any], key: str, filled_in: frozenset[str
 
 
 def signature_parameters(target: Any) -> tuple[dict[str, Any], set[str], bool]:
-    """The keyword parameters of ``target`` (a class: its constructor) with their type hints,
-    the required ones, and whether it accepts keywords beyond those (``**kwargs``)."""
-    function = target.__init__ if isinstance(target, type) else target
-    try:
-        resolved = typing.get_type_hints(function)
-    except Exception:  # unresolvable annotations: check keys, not types
-        resolved = {}
+    """The keyword parameters of ``target`` with their type hints (a class: its ``__init__``
+    and, where an encdec class passes ``**kwargs`` on to its base, the base's), the required
+    ones (of the first constructor), and whether it accepts keywords beyond those."""
     hints: dict[str, Any] = {}
     required: set[str] = set()
-    signature = inspect.signature(function)
-    for name, parameter in signature.parameters.items():
-        if name != "self" and parameter.kind in (
-            parameter.POSITIONAL_OR_KEYWORD,
-            parameter.KEYWORD_ONLY,
-        ):
-            hints[name] = resolved.get(name, Any)
-            if parameter.default is parameter.empty:
-                required.add(name)
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-    return hints, required, accepts_any
+    functions = (  # the constructors a class's MRO defines, in the order its **kwargs pass on
+        [c.__dict__["__init__"] for c in target.__mro__ if "__init__" in c.__dict__]
+        if isinstance(target, type)
+        else [target]
+    )
+    for depth, function in enumerate(functions):
+        if function is object.__init__:
+            return hints, required, False
+        try:
+            resolved = typing.get_type_hints(function)
+        except Exception:  # unresolvable annotations: check keys, not types
+            resolved = {}
+        signature = inspect.signature(function)
+        for name, parameter in signature.parameters.items():
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+                if name != "self" and name not in hints:
+                    hints[name] = resolved.get(name, Any)
+                    if depth == 0 and parameter.default is parameter.empty:
+                        required.add(name)
+        if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            return hints, required, False
+        if not function.__module__.startswith("encdec."):
+            break  # a library's **kwargs may go anywhere; encdec's go to the base class
+    return hints, required, True
 
 
 def check_settings(

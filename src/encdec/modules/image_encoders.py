@@ -1,8 +1,9 @@
 """Image encoders that turn images (B, 3, H, W) into a grid of features for the decoders.
 
-Every encoder returns ``Encoded``: states (B, N, D) over the N = H' x W' cells of its output grid
-and a mask (B, N), all True, so any decoder attends over images exactly as over source tokens. 2-D sinusoidal positions (row and column halves) are added to every grid, so
-decoders can tell where a cell is ("left of") even where attention is order-blind.
+Every encoder returns ``Encoded``: states (B, N, D) over the N = H' x W' cells of its output
+grid and a mask (B, N), all True, so any decoder attends over images exactly as over source
+tokens. 2-D sinusoidal positions (row and column halves) are added to every grid, so decoders
+can tell where a cell is ("left of") even where attention is order-blind.
 
 - ``SmallCNN``: a small CNN trained from scratch (conv-BN-ReLU-maxpool stages);
 - ``ResNetEncoder``: a torchvision ResNet without its pooling and classifier (``pretrained`` loads

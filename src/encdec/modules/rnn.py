@@ -184,9 +184,7 @@ class ContextRNNDecoder(Decoder):
         context_every_step: bool = True,
     ) -> None:
         super().__init__()
-        self.initial_state = InitialState(
-            memory_size, hidden_size, cell, num_layers, memory_final
-        )
+        self.initial_state = InitialState(memory_size, hidden_size, cell, num_layers, memory_final)
         self.embedding = embedding
         self.context_size = memory_size if context_every_step else 0
         self.dropout = Dropout(dropout)
@@ -253,9 +251,7 @@ class AttentionRNNDecoder(Decoder):
         context_gate: bool = False,
     ) -> None:
         super().__init__()
-        self.initial_state = InitialState(
-            memory_size, hidden_size, cell, num_layers, memory_final
-        )
+        self.initial_state = InitialState(memory_size, hidden_size, cell, num_layers, memory_final)
         self.embedding = embedding
         self.query_first = attention == "bahdanau"
         self.input_feeding = input_feeding

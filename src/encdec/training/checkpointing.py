@@ -180,7 +180,9 @@ def keep_wandb_run_id(cfg: DictConfig, output_dir: Path) -> None:
 def first_difference(saved: dict[str, Any], built: dict[str, Any]) -> str | None:
     """The first dotted key whose value differs between two configs, or None."""
     saved, built = flatten(saved), flatten(built)
-    return next((k for k in sorted(saved.keys() | built.keys()) if saved.get(k) != built.get(k)), None)
+    return next(
+        (k for k in sorted(saved.keys() | built.keys()) if saved.get(k) != built.get(k)), None
+    )
 
 
 def check_resumable(path: str, model: Seq2SeqModule) -> None:

@@ -25,6 +25,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from encdec.utils.errors import UserError
 
+
 class _FactorSchedule(LRScheduler):
     def factor(self, step: int) -> float:
         raise NotImplementedError

@@ -16,8 +16,8 @@ callbacks (``encdec.callbacks``); the checkpoint layout is ``networks.loading``'
 import inspect
 import math
 import time
-from dataclasses import asdict
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
