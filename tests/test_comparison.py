@@ -101,7 +101,10 @@ def test_seeds_are_aggregated_per_data_and_family(runs):
     assert rows[0]["quality_std"] == pytest.approx(14.142, abs=1e-3)  # sample std
     assert rows[1]["bleu_mean"] == 45.5
     table = markdown_table(rows)
-    assert "| scan/simple | RNN + ContextRNN | 2 | test/exact_match | 60.0 ± 14.1 | 30.0 ± 7.1 |" in table
+    assert (
+        "| scan/simple | RNN + ContextRNN | 2 | test/exact_match | 60.0 ± 14.1 | 30.0 ± 7.1 |"
+        in table
+    )
 
 
 def test_runs_with_other_settings_get_their_own_row(tmp_path, runs):
