@@ -250,7 +250,7 @@ def test_cli_multirun_shares_a_group_and_never_saves_the_api_key(tmp_path):
         wandb = OmegaConf.load(sweep / job / "config.yaml").logger.wandb
         assert wandb.group == "train-sweep" and wandb.job_type == "train"
         tags = ["smoke", "scan_transformer", "scan", "TransformerEncoder", "TransformerDecoder"]
-    assert list(wandb.tags) == tags
+        assert list(wandb.tags) == tags
         assert (sweep / job / "samples" / "epoch0_step2.md").is_file()
         assert len(list((sweep / job / "attention").glob("*.png"))) == 2
         media = next((sweep / job / "wandb").glob("offline-run-*")) / "files" / "media"
