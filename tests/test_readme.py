@@ -81,7 +81,7 @@ def concrete(command: str, workdir: Path) -> tuple[list[str], str]:
     if "ckpt_path=" in command:
         needle = "flickr8k" if "flickr8k" in command else "multi30k"
         if module == "encdec.caption":
-            needle = "Captioner"
+            needle = "CaptionMetrics"  # a captioning model's metric
         ckpt = latest_checkpoint(workdir, needle)
         command = re.sub(r"ckpt_path=\S+", f"ckpt_path={ckpt}", command)
     command = command.replace("data.path=...", "data.path=../shared/data/flickr8k")

@@ -15,11 +15,11 @@ from encdec.data.tokenization import (
     PAD,
     PAD_ID,
     UNK,
-    UNK_ID,
     Seq2SeqTokenizer,
     load_or_train_tokenizer,
     train_tokenizer,
 )
+from encdec.utils.special_tokens import UNK_ID
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 MULTI30K_DIR = DATA_DIR / "multi30k"
