@@ -10,8 +10,8 @@ from pathlib import Path
 
 import lightning as L
 
+from encdec.callbacks.last_checkpoint import LastCheckpoint
 from encdec.launch.slurm import slurm_restart_count
-from encdec.training.checkpointing import LastCheckpoint
 
 
 class KillAt(L.Callback):

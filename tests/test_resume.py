@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from encdec.launch.resuming import resume_checkpoint
 from encdec.training.checkpointing import (
     AtomicCheckpointIO,
     check_resumable,
     keep_wandb_run_id,
-    resume_checkpoint,
 )
 from encdec.utils.errors import UserError
 from tests.conftest import TINY_MODELS, model_checkpoint

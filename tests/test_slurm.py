@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from encdec.launch import slurm
-from encdec.training.checkpointing import resume_checkpoint
+from encdec.launch.resuming import resume_checkpoint
 from tests.conftest import compose_config
 from tests.test_entry_points import TINY_TRAIN
 from tests.test_resume import outcome

@@ -25,6 +25,7 @@ from encdec.launch.distributed import (
     end_distributed_job,
     start_ranks_as_this_job,
 )
+from encdec.launch.resuming import resume_checkpoint
 from encdec.launch.validation import check_devices, validate_config
 from encdec.training.averaging import TopKAveraging
 from encdec.training.building import build_model
@@ -32,7 +33,6 @@ from encdec.training.checkpointing import (
     AtomicCheckpointIO,
     check_resumable,
     keep_wandb_run_id,
-    resume_checkpoint,
 )
 from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.config import (

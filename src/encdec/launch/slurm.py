@@ -5,10 +5,10 @@ the requeue signal.
   launcher but no ``sbatch`` on PATH or no reachable controller stops at once with one line,
   not with a traceback from deep inside submitit.
 - :func:`slurm_restart_count`: how often SLURM has requeued this job; a requeued job continues
-  from its run dir's ``last.ckpt`` (:func:`encdec.training.checkpointing.resume_checkpoint`).
+  from its run dir's ``last.ckpt`` (:func:`encdec.launch.resuming.resume_checkpoint`).
 - :class:`RequeueSignal`: submitit requeues a job when SLURM signals it (USR2 ``signal_delay_s``
   before the time limit, or on preemption where the cluster sends it). Its handler would stop
-  training wherever it happens to be; :class:`encdec.training.checkpointing.LastCheckpoint`
+  training wherever it happens to be; :class:`encdec.callbacks.last_checkpoint.LastCheckpoint`
   holds the signal back until it has written ``last.ckpt`` at the next step boundary, then
   passes it on.
 """

@@ -20,8 +20,8 @@ from torch import nn
 from encdec.modules.dropout import Dropout
 from encdec.modules.embeddings import SinusoidalPositions
 from encdec.modules.feature_cache import FeatureCache, weights_hash
+from encdec.modules.interface import Encoded
 from encdec.modules.transformer import EncoderLayer, padding_mask
-from encdec.networks.interface import Encoded
 from encdec.utils.errors import UserError
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")

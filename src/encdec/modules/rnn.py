@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from encdec.modules.attention import build_rnn_attention
 from encdec.modules.dropout import Dropout
-from encdec.networks.interface import Decoder, Encoded, Hidden
+from encdec.modules.interface import Decoder, Encoded, Hidden
 
 Cell = Literal["gru", "lstm"]
 

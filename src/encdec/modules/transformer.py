@@ -17,7 +17,7 @@ from torch import nn
 from encdec.modules.attention import MultiHeadAttention
 from encdec.modules.dropout import Dropout
 from encdec.modules.embeddings import build_positions
-from encdec.networks.interface import Decoder, Encoded
+from encdec.modules.interface import Decoder, Encoded
 
 KeysValues = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, H, S, D/H) each
 

@@ -25,7 +25,7 @@ from encdec.decoding.search import (
     max_output_lengths,
 )
 from encdec.modules.embeddings import TokenEmbedding
-from encdec.networks.interface import Decoder, Reorderable
+from encdec.modules.interface import Decoder, Reorderable
 from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 

@@ -1,15 +1,9 @@
-"""Checkpoints a crash cannot corrupt, and resuming from them.
+"""Checkpoints a crash cannot corrupt, and what may be resumed from them.
 
 - :class:`AtomicCheckpointIO` writes every checkpoint to a temporary file beside its target,
   flushes it to disk and renames it into place: a kill during the write leaves the previous
-  ``last.ckpt`` intact, never a truncated one.
-- :class:`LastCheckpoint` writes ``last.ckpt`` after every validation and every N training
-  steps (except at an epoch's last batch, which Lightning cannot resume from exactly).
-  In a submitit SLURM job it also holds back the requeue signal until it has written last.ckpt
-  at the next step boundary (:class:`encdec.launch.slurm.RequeueSignal`).
-- :func:`resume_checkpoint` picks the checkpoint a run continues from: ``ckpt_path=...``, or with
-  ``resume=auto`` the run dir's ``checkpoints/last.ckpt`` when there is one. A job SLURM has
-  requeued continues from that ``last.ckpt`` whatever ``resume`` says.
+  ``last.ckpt`` intact, never a truncated one. (``encdec.callbacks.last_checkpoint`` writes
+  ``last.ckpt``; ``encdec.launch.resuming`` picks the checkpoint a run continues from.)
 - :func:`keep_wandb_run_id` keeps the W&B run id in the run dir, so a resumed run logs into
   the same W&B run.
 - :func:`check_resumable` refuses, in one line, a checkpoint this model cannot continue from
@@ -22,29 +16,20 @@ the bucketed sampler's position (``encdec.callbacks.exact_resume``, with
 ``encdec.data.batching.ResumableDataLoader``) and the best-so-far val metrics (``Seq2SeqModule``).
 """
 
-import logging
 import os
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig
 
-from encdec.launch.slurm import RequeueSignal, slurm_restart_count
 from encdec.networks.loading import read_checkpoint
 from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.config import flatten
 from encdec.utils.errors import UserError
-
-log = logging.getLogger(__name__)
-
-RESUME_MODES = (None, "auto")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -68,98 +53,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
-
-
-class LastCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` after every validation (at the epoch's end, once early stopping and the best
-    checkpoint have seen it, when validating once per epoch) and every ``every_n_train_steps``
-    training steps, so a crash loses at most that many steps. (Lightning's own ``save_last``
-    writes it only when a new best checkpoint is saved.) When submitit's requeue signal arrives,
-    also at the next point where one may be taken; then the signal goes on to submitit.
-
-    A checkpoint taken after an epoch's last batch but before its validation resumes into an
-    epoch count Lightning gets wrong (the resumed run trains one epoch too many), so no step
-    checkpoint is taken at that batch: the end-of-epoch validation writes one a moment later."""
-
-    def __init__(self, dirpath: str, every_n_train_steps: int) -> None:
-        super().__init__(
-            dirpath=dirpath,
-            save_top_k=0,
-            save_last=True,
-            every_n_train_steps=every_n_train_steps,
-            enable_version_counter=False,  # overwrite last.ckpt, never last-v1.ckpt
-        )
-        self.requeue_signal = RequeueSignal()
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage == TrainerFn.FITTING:
-            self.requeue_signal.install()
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.requeue_signal.release()  # a signal held until now goes on (fit is over)
-        super().teardown(trainer, pl_module, stage)
-
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        if batch_idx + 1 < trainer.num_training_batches:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-            if self._requeue_requested(trainer):
-                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-                self.requeue_signal.release()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # validated once per epoch: after the validation, early stopping and best checkpoint
-        if self._fitting(trainer) and self._should_save_on_train_epoch_end(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            if self._requeue_requested(trainer):
-                self.requeue_signal.release()
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # validated within epochs (val_check_interval) or not every epoch
-        if self._fitting(trainer) and not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            if self._requeue_requested(trainer):
-                self.requeue_signal.release()
-
-    def _requeue_requested(self, trainer: L.Trainer) -> bool:
-        """Whether any rank holds a requeue signal (all ranks decide together, so that they
-        all take the checkpoint at the same step)."""
-        if not self.requeue_signal.installed:
-            return False
-        held = self.requeue_signal.pending is not None
-        return trainer.strategy.reduce_boolean_decision(held, all=False)
-
-    @staticmethod
-    def _fitting(trainer: L.Trainer) -> bool:
-        return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
-
-
-def resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
-    """The checkpoint ``trainer.fit`` continues from, if any: in a job SLURM requeued, the run
-    dir's ``last.ckpt`` (before ``ckpt_path``, the checkpoint this run started from)."""
-    resume = cfg.get("resume")
-    if resume not in RESUME_MODES:
-        raise UserError(f"resume={resume!r}: use resume=auto, or leave it null")
-    last = output_dir / "checkpoints" / "last.ckpt"
-    restarts = slurm_restart_count()
-    if restarts and last.is_file():  # this very run, stopped by SLURM: continue it
-        log.info("SLURM requeued this job (restart %d): continuing from %s", restarts, last)
-        return str(last)
-    if cfg.get("ckpt_path"):
-        return str(cfg.ckpt_path)
-    if resume == "auto":
-        if last.is_file():
-            log.info("resume=auto: continuing from %s", last)
-            return str(last)
-        log.info("resume=auto: no %s yet, starting from scratch", last)
-    return None
 
 
 def keep_wandb_run_id(cfg: DictConfig, output_dir: Path) -> None:
