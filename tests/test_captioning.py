@@ -16,13 +16,14 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from encdec.data.captioning import (
-    CaptioningDataModule,
-    OneCaptionPerImageSampler,
-    collate_captions,
-    image_transform,
-    to_rgb,
+from encdec.data.caption_readers import (
+    Flickr8kReader,
+    HFCaptionsReader,
+    KarpathyReader,
+    ShapesReader,
 )
+from encdec.data.captioning import CaptioningDataModule, OneCaptionPerImageSampler, collate_captions
+from encdec.data.images import image_transform, to_rgb
 from encdec.data.shapes import draw_scene, generate_scene
 from encdec.data.tokenization import BOS_ID, EOS_ID, Seq2SeqTokenizer, load_or_train_tokenizer
 from encdec.decoding.search import DecodingConfig, beam_search, greedy_search, max_output_lengths
@@ -97,9 +98,7 @@ def test_shape_scenes_are_deterministic_with_captions_in_both_orders():
 
 
 def test_shapes_module_serves_batches_and_all_references(tmp_path):
-    data = CaptioningDataModule(
-        str(tmp_path), shapes={"train": 40, "val": 6, "test": 6}, image_size=32, batch_size=8
-    )
+    data = CaptioningDataModule(str(tmp_path), ShapesReader(40, 6, 6), image_size=32, batch_size=8)
     data.prepare_data()
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
@@ -118,7 +117,7 @@ def test_shapes_module_serves_batches_and_all_references(tmp_path):
 def test_one_caption_per_image_is_drawn_per_epoch_from_the_seed(tmp_path):
     def chosen(seed: int, epoch: int) -> list[int]:
         data = CaptioningDataModule(
-            str(tmp_path), shapes={"train": 60}, image_size=16, batch_size=7, seed=seed
+            str(tmp_path), ShapesReader(train=60), image_size=16, batch_size=7, seed=seed
         )
         data.setup("fit")
         sampler = data.train_dataloader().batch_sampler
@@ -223,7 +222,12 @@ def _fake_flickr8k(directory: Path) -> dict[str, list[str]]:
 
 
 def _flickr_module(directory: Path, **kwargs) -> CaptioningDataModule:
-    settings = {"source": "flickr8k", "path": str(directory), "image_size": 16, "batch_size": 4}
+    settings = {
+        "source": Flickr8kReader(),
+        "path": str(directory),
+        "image_size": 16,
+        "batch_size": 4,
+    }
     return CaptioningDataModule(str(directory / "cache"), **{**settings, **kwargs})
 
 
@@ -294,14 +298,12 @@ def test_bad_layouts_give_one_clear_line(tmp_path):
         _flickr_module(tmp_path).records("train")
     token_file.write_text(captions)
     with pytest.raises(UserError, match="needs data.path"):
-        CaptioningDataModule(str(tmp_path), source="flickr8k").records("train")
+        CaptioningDataModule(str(tmp_path), Flickr8kReader()).records("train")
     with pytest.raises(UserError, match="is not a directory"):
         _flickr_module(tmp_path / "nowhere").records("train")
     (tmp_path / "Flickr_8k.devImages.txt").unlink()
     with pytest.raises(UserError, match="no split file"):
         _flickr_module(tmp_path).records("val")
-    with pytest.raises(UserError, match="data.source='coco'"):
-        CaptioningDataModule(str(tmp_path), source="coco")
     with pytest.raises(UserError, match="data.augment: unknown 'rotate'"):
         CaptioningDataModule(str(tmp_path), augment=["rotate"])
     for image in (tmp_path / "images").iterdir():
@@ -323,16 +325,14 @@ def test_karpathy_json_layout(tmp_path):
     (tmp_path / "dataset_coco.json").write_text(json.dumps({"images": entries}))
     data = CaptioningDataModule(
         str(tmp_path / "cache"),
-        source="karpathy",
+        KarpathyReader("dataset_coco.json", image_dir="."),
         path=str(tmp_path),
-        image_dir=".",
-        annotations="dataset_coco.json",
         image_size=16,
     )
     assert data.training_references() == [["A cat .", "A small cat ."]]  # restval trains
     assert [r.references for r in data.records("test")] == [("A dog .",)]
     (tmp_path / "broken.json").write_text("{not json")
-    data.annotations = "broken.json"
+    data.source.annotations = "broken.json"
     data._records.clear()
     with pytest.raises(UserError, match="not a Karpathy dataset"):
         data.records("train")
@@ -363,14 +363,14 @@ def test_hugging_face_image_dataset_from_a_local_directory(tmp_path, caplog):
     }
     hub_id = _imagefolder(tmp_path / "lists", rows)
     data = CaptioningDataModule(
-        str(tmp_path / "cache"), source="hf", hub_id=hub_id, image_size=16, batch_size=4
+        str(tmp_path / "cache"), HFCaptionsReader(hub_id), image_size=16, batch_size=4
     )
     with caplog.at_level(logging.WARNING):
         assert data.training_references() == [["A red image .", "red"], ["one caption"]]
     assert "skipped 1 train rows without captions" in caplog.text
     one_each = {split: [(f"{split}.png", "RGB", "a caption")] for split in rows}
     single = CaptioningDataModule(
-        "unused", source="hf", hub_id=_imagefolder(tmp_path / "one", one_each)
+        "unused", HFCaptionsReader(_imagefolder(tmp_path / "one", one_each))
     )
     assert single.training_references() == [["a caption"]]  # a string column: one reference
     data.prepare_data()
@@ -378,7 +378,7 @@ def test_hugging_face_image_dataset_from_a_local_directory(tmp_path, caplog):
     for loader in (data.train_dataloader(), data.val_dataloader(), data.test_dataloader()):
         for batch in loader:
             assert batch["source"].shape[1:] == (3, 16, 16)
-    bad = CaptioningDataModule("unused", source="hf", hub_id=hub_id, captions_column="text")
+    bad = CaptioningDataModule("unused", HFCaptionsReader(hub_id, captions_column="text"))
     with pytest.raises(UserError, match="has no column 'text'"):
         bad.records("train")
 
@@ -553,6 +553,10 @@ def test_captioners_overfit_a_small_batch_of_shapes(tmp_path, family):
             ["model/net/encoder=vit", "model.net.encoder.num_heads=0"],
             "model.net.encoder.num_heads=0: must be",
         ),
+        (
+            ["data.source._target_=encdec.data.caption_readers.CocoReader"],
+            "data.source._target_: cannot import",
+        ),
         (["data.captions_per_image=1"], "expected a string"),
         (["data.batch_size=0"], r"data.batch_size=0: must be in \[1, inf\)"),
         (["model.encoder_lr=-1"], r"model.encoder_lr=-1: must be in \(0, inf\)"),
@@ -565,7 +569,9 @@ def test_caption_config_errors_name_the_key(tmp_path, overrides, message):
 
 
 TINY_SHAPES = [
-    "data.shapes={train: 48, val: 8, test: 8}",
+    "data.source.train=48",
+    "data.source.val=8",
+    "data.source.test=8",
     "data.image_size=32",
     "data.batch_size=16",
 ]

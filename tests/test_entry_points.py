@@ -109,6 +109,12 @@ def test_every_config_composes_and_instantiates(tmp_path, group, option):
     overrides = [f"{group}={option}"]
     if option == "parallel_text":
         overrides += ["data.path=/tmp", "data.source_lang=de", "data.target_lang=en"]
+    if group == "data/source":  # a captioning data's reader, with what it must be given
+        overrides += ["data=flickr8k", "data.path=/tmp"]
+        overrides += {
+            "karpathy": ["data.source.annotations=x.json"],
+            "hf": ["data.source.hub_id=x"],
+        }.get(option, [])
     if group == "model/net/encoder" and takes_images(option):
         overrides += ["model=caption_attention", "data=caption_shapes"]
     cfg = compose_config("train", overrides, tmp_path / "run")
@@ -120,8 +126,11 @@ def test_every_config_composes_and_instantiates(tmp_path, group, option):
     for key, value in option_settings(group, option).items():
         if key not in given:
             assert OmegaConf.select(cfg, key) == value, f"{group}={option}: {key}={value!r}"
-    if group == "data":
-        assert_instance_of_target(instantiate(cfg.data), cfg.data)
+    if group.startswith("data"):
+        data = instantiate(cfg.data)
+        assert_instance_of_target(data, cfg.data)
+        if "source" in cfg.data:
+            assert_instance_of_target(data.source, cfg.data.source)
     elif group.startswith("model"):
         vocab_sizes = {"target_vocab_size": 50}  # captioners: the source is images
         if "CaptionMetrics" not in cfg.model.metrics._target_:

@@ -60,12 +60,17 @@ def print_test_report(output_dir: Path, suffix: str) -> None:
 
 def portable_data_config(data: DictConfig) -> dict[str, Any]:
     """The data config resolved, its local paths (``path``, ``hub_id``, ``*_dir``, ``*_path``
-    that exist here) made absolute: what a checkpoint records so that evaluation finds the
-    same data from any working directory."""
-    config = OmegaConf.to_container(data, resolve=True)
+    that exist here, in nested nodes too) made absolute: what a checkpoint records so that
+    evaluation finds the same data from any working directory."""
+    return _absolute_paths(OmegaConf.to_container(data, resolve=True))
+
+
+def _absolute_paths(config: dict[str, Any]) -> dict[str, Any]:
     for key, value in config.items():
         names_path = key in ("path", "hub_id") or key.endswith(("_dir", "_path"))
-        if names_path and isinstance(value, str) and Path(value).exists():
+        if isinstance(value, dict):
+            config[key] = _absolute_paths(value)
+        elif names_path and isinstance(value, str) and Path(value).exists():
             config[key] = str(Path(value).resolve())
     return config
 

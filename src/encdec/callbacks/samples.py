@@ -21,7 +21,7 @@ from lightning.pytorch.loggers.wandb import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
-from encdec.data.captioning import image_array
+from encdec.data.images import image_array
 from encdec.data.tokenization import EOS_ID, token_text
 from encdec.decoding.search import Hypothesis
 from encdec.training.seq2seq_module import Seq2SeqModule

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from encdec.data.captioning import IMAGE_ERRORS, image_array, image_transform, read_image_file
+from encdec.data.images import IMAGE_ERRORS, image_array, image_transform, read_image_file
 from encdec.data.tokenization import token_text
 from encdec.decoding.search import DecodingConfig
 from encdec.inference.loading import load_network
