@@ -629,8 +629,15 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
     for _, png in overlays:
         assert png.parent == tmp_path / "overlays" and png.read_bytes()[:4] == b"\x89PNG"
     if model == "caption_attention":
-        result = _cli("encdec.caption", f"ckpt_path={best}", f'image=["{scenes[0]}","{scenes[1]}"]')
-        assert result.returncode == 0, result.stderr
+        result = _cli(
+            "encdec.caption",
+            f"ckpt_path={best}",
+            f'image=["{scenes[0]}","{scenes[1]}"]',
+            env={"PYTHONPROFILEIMPORTTIME": "1"},  # every import, on stderr
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
+        assert not {"lightning", "torchmetrics"} & imported  # the network alone, as translate
         as_configured = loaded.decoding.updated({"beam_size": 3})  # caption.yaml: beam 3
         assert result.stdout.splitlines() == loaded.caption_files(scenes, as_configured)
         overlay_dir = tmp_path / "cli_overlays"
