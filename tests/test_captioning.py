@@ -636,7 +636,8 @@ def test_train_evaluate_and_caption_with_a_loaded_checkpoint(tmp_path, model, ti
             env={"PYTHONPROFILEIMPORTTIME": "1"},  # every import, on stderr
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines()}
+        lines = result.stderr.splitlines()
+        imported = {line.split("|")[-1].strip().split(".")[0] for line in lines}
         assert not {"lightning", "torchmetrics"} & imported  # the network alone, as translate
         as_configured = loaded.decoding.updated({"beam_size": 3})  # caption.yaml: beam 3
         assert result.stdout.splitlines() == loaded.caption_files(scenes, as_configured)
