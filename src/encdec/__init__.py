@@ -1,3 +1,4 @@
-"""encdec: encoder-decoder models (RNN, attention, Transformer Seq2Seq) with Hydra + Lightning."""
+"""encdec: encoder-decoder models composed from parts (any encoder with any decoder: RNN,
+attention RNN, Transformer; image encoders) with Hydra + Lightning."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -5,9 +5,9 @@ The first ``num_samples`` examples of the first val batch are kept; after every 
 fit they are decoded greedily (as validation decodes) and written into the run dir as
 ``samples/epoch{E}_step{S}.md`` (images of a captioning batch once, as ``samples/images/{i}.png``)
 and, with a W&B logger, as the table ``val/samples`` (captions: the image instead of a source
-text). Families whose ``step`` returns attention (attention RNNs, Transformers, captioners) also
+text). Models whose decoder's ``step`` returns attention (attention RNNs, Transformers) also
 get ``attention/epoch{E}_step{S}_{i}.png`` for the first ``attention_maps`` examples, logged to
-W&B as ``val/attention``; the plain RNN family has no attention and gets none. Other loggers (CSV)
+W&B as ``val/attention``; the fixed-context RNN decoder has no attention and gets none. Other loggers (CSV)
 get nothing: the files in the run dir are there for every run. Rank 0 only.
 """
 

@@ -1,6 +1,6 @@
-"""Greedy and beam search for every model family, through the incremental step interface.
+"""Greedy and beam search for every model, through the incremental step interface.
 
-A model exposes (see ``networks/base.py``)::
+A model exposes (``EncoderDecoder``, see ``networks/encoder_decoder.py``)::
 
     encode(src, src_mask)            -> memory      # memory.reorder(index) keeps rows `index`
     init_state(memory)               -> state       # state.reorder(index) likewise

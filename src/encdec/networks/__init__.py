@@ -1,3 +1,2 @@
-"""Whole encoder-decoder networks as plain nn.Modules, without Lightning: each family's layers
-and step interface, greedy/beam decoding and raw-text translation. ``encdec.translate`` loads
-these alone; the LightningModules in ``encdec.models`` train them."""
+"""The composed encoder-decoder network as a plain nn.Module, without Lightning (inference loads
+it alone), and reading it from a checkpoint; ``encdec.training`` trains it."""

@@ -1,2 +1,2 @@
-"""What training needs beside the LightningModule: LR schedules, crash-safe checkpoints and
-resuming, checkpoint averaging."""
+"""Training: the one LightningModule, building it from a config or a checkpoint, LR schedules,
+crash-safe checkpoints, checkpoint averaging."""
