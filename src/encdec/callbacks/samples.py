@@ -7,8 +7,8 @@ fit they are decoded greedily (as validation decodes) and written into the run d
 and, with a W&B logger, as the table ``val/samples`` (captions: the image instead of a source
 text). Models whose decoder's ``step`` returns attention (attention RNNs, Transformers) also
 get ``attention/epoch{E}_step{S}_{i}.png`` for the first ``attention_maps`` examples, logged to
-W&B as ``val/attention``; the fixed-context RNN decoder has no attention and gets none. Other loggers (CSV)
-get nothing: the files in the run dir are there for every run. Rank 0 only.
+W&B as ``val/attention``; the fixed-context RNN decoder has no attention and gets none. Other
+loggers (CSV) get nothing: the files in the run dir are there for every run. Rank 0 only.
 """
 
 from pathlib import Path
