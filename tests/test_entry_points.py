@@ -104,19 +104,25 @@ def model_option(overrides: list[str]) -> str:
     return chosen[0] if chosen else next(d.model for d in defaults if "model" in d)
 
 
-@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
-def test_every_config_composes_and_instantiates(tmp_path, group, option):
+def option_overrides(group: str, option: str) -> list[str]:
+    """The overrides that choose an option, with what it needs beside it: the values it
+    leaves to the user, the data a captioning reader reads, an image model for an image
+    encoder."""
     overrides = [f"{group}={option}"]
-    if option == "parallel_text":
+    if group == "data" and option == "parallel_text":
         overrides += ["data.path=/tmp", "data.source_lang=de", "data.target_lang=en"]
     if group == "data/source":  # a captioning data's reader, with what it must be given
         overrides += ["data=flickr8k", "data.path=/tmp"]
-        overrides += {
-            "karpathy": ["data.source.annotations=x.json"],
-            "hf": ["data.source.hub_id=x"],
-        }.get(option, [])
+        required = {"karpathy": "data.source.annotations=x.json", "hf": "data.source.hub_id=x"}
+        overrides += [required[option]] if option in required else []
     if group == "model/net/encoder" and takes_images(option):
         overrides += ["model=caption_attention", "data=caption_shapes"]
+    return overrides
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
+def test_every_config_composes_and_instantiates(tmp_path, group, option):
+    overrides = option_overrides(group, option)
     cfg = compose_config("train", overrides, tmp_path / "run")
     OmegaConf.resolve(cfg)
     validate_config(cfg)  # every key known to the class it configures, in type and range

@@ -7,15 +7,12 @@ import torch
 from encdec.launch.validation import check_devices, validate_config
 from encdec.utils.errors import UserError
 from tests.conftest import compose_config
-from tests.test_entry_points import GROUP_OPTIONS, _cli
+from tests.test_entry_points import GROUP_OPTIONS, _cli, option_overrides
 
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
 def test_every_config_validates(tmp_path, group, option):
-    overrides = [f"{group}={option}"]
-    if option == "parallel_text":
-        overrides += ["data.path=/tmp", "data.source_lang=de", "data.target_lang=en"]
-    validate_config(compose_config("train", overrides, tmp_path / "run"))
+    validate_config(compose_config("train", option_overrides(group, option), tmp_path / "run"))
 
 
 @pytest.mark.parametrize(
