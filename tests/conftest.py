@@ -27,14 +27,16 @@ RNN_SIZES = [
     "model.net.encoder.hidden_size=32",
     "model.net.decoder.hidden_size=32",
 ]
-TRANSFORMER_SIZES = [
-    "model.net.embedding_dim=32",
-    *[
-        f"model.net.{part}.{key}"
-        for part in ("encoder", "decoder")
-        for key in ("dim=32", "ff_dim=64")
-    ],
-]
+
+
+def both_parts(*settings: str) -> list[str]:
+    """The same settings for the encoder and the decoder: ``model.net.{encoder,decoder}.*``."""
+    return [
+        f"model.net.{part}.{setting}" for part in ("encoder", "decoder") for setting in settings
+    ]
+
+
+TRANSFORMER_SIZES = ["model.net.embedding_dim=32", *both_parts("dim=32", "ff_dim=64")]
 
 # The model configs and their main variants, tiny: overrides of the real configs.
 TINY_OVERRIDES = {
@@ -64,18 +66,13 @@ TINY_OVERRIDES = {
     "transformer-prenorm": [
         "model=transformer",
         *TRANSFORMER_SIZES,
-        "model.net.encoder.num_layers=2",
-        "model.net.decoder.num_layers=2",
+        *both_parts("num_layers=2"),
         "model.net.share_embeddings=true",
     ],
     "transformer-postnorm-learned": [
         "model=transformer",
         *TRANSFORMER_SIZES,
-        *[
-            f"model.net.{part}.{key}"
-            for part in ("encoder", "decoder")
-            for key in ("num_heads=2", "norm_first=false", "positions=learned")
-        ],
+        *both_parts("num_heads=2", "norm_first=false", "positions=learned"),
         "model.net.share_embeddings=false",
         "model.net.tie_output=false",
     ],

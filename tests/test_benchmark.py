@@ -13,20 +13,13 @@ import pytest
 import torch
 
 from encdec.train import train
-from tests.conftest import FAST, compose_config
+from tests.conftest import FAST, TRANSFORMER_SIZES, both_parts, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = {"eins": "one", "zwei": "two", "drei": "three", "vier": "four", "fünf": "five"}
 TINY = [
-    "model.net.embedding_dim=32",
-    "model.net.encoder.dim=32",
-    "model.net.decoder.dim=32",
-    "model.net.encoder.ff_dim=64",
-    "model.net.decoder.ff_dim=64",
-    "model.net.encoder.num_heads=2",
-    "model.net.decoder.num_heads=2",
-    "model.net.encoder.num_layers=1",
-    "model.net.decoder.num_layers=1",
+    *TRANSFORMER_SIZES,
+    *both_parts("num_heads=2", "num_layers=1"),
     "data.tokenizer.vocab_size=300",
 ]
 

@@ -23,7 +23,7 @@ from encdec.training.building import build_model, load_model
 from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.config import CONFIG_DIR, flatten
 from encdec.utils.errors import UserError
-from tests.conftest import FAST, SHARED_DATA, compose_config
+from tests.conftest import FAST, SHARED_DATA, TRANSFORMER_SIZES, both_parts, compose_config
 from tests.readme_commands import readme_commands
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,13 +46,8 @@ TINY = {
         "model.net.decoder.hidden_size=32",
     ],
     "transformer": [
-        "model.net.embedding_dim=32",
-        "model.net.encoder.dim=32",
-        "model.net.decoder.dim=32",
-        "model.net.encoder.ff_dim=64",
-        "model.net.decoder.ff_dim=64",
-        "model.net.encoder.num_heads=2",
-        "model.net.decoder.num_heads=2",
+        *TRANSFORMER_SIZES,
+        *both_parts("num_heads=2"),
         "model.net.share_embeddings=false",
         "model.net.tie_output=false",
     ],

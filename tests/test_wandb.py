@@ -20,7 +20,14 @@ from encdec.modules.transformer import TransformerDecoder
 from encdec.train import train
 from encdec.utils.config import print_config_tree
 from encdec.utils.loggers import log_run_config, parameter_counts
-from tests.conftest import FAST, TINY_MODELS, compose_config, random_batch
+from tests.conftest import (
+    FAST,
+    TINY_MODELS,
+    TRANSFORMER_SIZES,
+    both_parts,
+    compose_config,
+    random_batch,
+)
 from tests.test_captioning import TINY_SHAPES
 from tests.test_entry_points import TINY
 
@@ -218,15 +225,8 @@ def test_cli_multirun_shares_a_group_and_never_saves_the_api_key(tmp_path):
     }
     overrides = [
         "model=scan_transformer",
-        "model.net.embedding_dim=32",
-        "model.net.encoder.dim=32",
-        "model.net.decoder.dim=32",
-        "model.net.encoder.ff_dim=64",
-        "model.net.decoder.ff_dim=64",
-        "model.net.encoder.num_heads=2",
-        "model.net.decoder.num_heads=2",
-        "model.net.encoder.num_layers=1",
-        "model.net.decoder.num_layers=1",
+        *TRANSFORMER_SIZES,
+        *both_parts("num_heads=2", "num_layers=1"),
         *[o for o in FAST if not o.startswith(("logger", "callbacks"))],
         *SMALL_BATCHES,
         "callbacks=none",

@@ -147,12 +147,14 @@ class DecoderLayer(nn.Module):
 
 
 class LayerStack(nn.Module):
-    """Positions + dropout, ``num_layers`` layers, and the final pre-norm LayerNorm."""
+    """Inputs of ``input_size`` projected to ``dim`` where the sizes differ, positions +
+    dropout, ``num_layers`` layers, and the final pre-norm LayerNorm."""
 
     layer_class: type[nn.Module]
 
     def __init__(
         self,
+        input_size: int,
         dim: int,
         num_heads: int,
         ff_dim: int,
@@ -171,9 +173,12 @@ class LayerStack(nn.Module):
             for _ in range(num_layers)
         )
         self.final_norm = nn.LayerNorm(dim) if norm_first else nn.Identity()
+        self.input_projection = nn.Linear(input_size, dim) if input_size != dim else None
 
-    def add_positions(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        # x: (B, T, D) at positions offset.. -> (B, T, D)
+    def prepare_inputs(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        # x: (B, T, E) at positions offset.. -> (B, T, D)
+        if self.input_projection is not None:
+            x = self.input_projection(x)
         return self.dropout(x + self.positions(x.size(1), offset))
 
 
@@ -198,17 +203,14 @@ class TransformerEncoder(LayerStack):
         norm_first: bool = True,
     ) -> None:
         super().__init__(
-            dim, num_heads, ff_dim, num_layers, dropout, attention_dropout, positions,
-            max_positions, norm_first,
+            input_size, dim, num_heads, ff_dim, num_layers, dropout, attention_dropout,
+            positions, max_positions, norm_first,
         )  # fmt: skip
-        self.input_projection = nn.Linear(input_size, dim) if input_size != dim else None
         self.output_size = dim
 
     def forward(self, embedded: torch.Tensor, mask: torch.Tensor) -> Encoded:
         # embedded: (B, S, E), mask: (B, S) -> states (B, S, D)
-        if self.input_projection is not None:
-            embedded = self.input_projection(embedded)
-        x = self.add_positions(embedded)
+        x = self.prepare_inputs(embedded)
         attention_mask = padding_mask(mask)
         for layer in self.layers:
             x = layer(x, attention_mask)
@@ -244,13 +246,11 @@ class TransformerDecoder(LayerStack, Decoder):
             nn.Sequential(nn.Linear(memory_size, dim), nn.LayerNorm(dim)) if project else None
         )
         LayerStack.__init__(
-            self, dim, num_heads, ff_dim, num_layers, dropout, attention_dropout, positions,
-            max_positions, norm_first,
+            self, embedding.embedding_dim, dim, num_heads, ff_dim, num_layers, dropout,
+            attention_dropout, positions, max_positions, norm_first,
         )  # fmt: skip
         self.memory_projection = memory_projection
         self.embedding = embedding
-        size = embedding.embedding_dim
-        self.input_projection = nn.Linear(size, dim) if size != dim else None
         self.num_heads, self.dim = num_heads, dim
         self.output_size = dim
         self.max_output_length = max_positions - 1  # BOS takes position 0
@@ -272,10 +272,7 @@ class TransformerDecoder(LayerStack, Decoder):
     ) -> tuple[torch.Tensor, TransformerState]:
         # tgt_in: (B, T) new target positions -> features (B, T, D), state covering all positions
         offset = 0 if state is None else state.length
-        embedded = self.embedding(tgt_in)  # (B, T, E)
-        if self.input_projection is not None:
-            embedded = self.input_projection(embedded)  # (B, T, D)
-        x = self.add_positions(embedded, offset)
+        x = self.prepare_inputs(self.embedding(tgt_in), offset)  # (B, T, E) -> (B, T, D)
         mask = padding_mask(memory.mask)
         new_kv = []
         for i, layer in enumerate(self.layers):

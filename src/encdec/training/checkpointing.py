@@ -70,24 +70,16 @@ def keep_wandb_run_id(cfg: DictConfig, output_dir: Path) -> None:
     wandb.id = path.read_text().strip()
 
 
-def first_difference(saved: dict[str, Any], built: dict[str, Any]) -> str | None:
-    """The first dotted key whose value differs between two configs, or None."""
-    saved, built = flatten(saved), flatten(built)
-    return next(
-        (k for k in sorted(saved.keys() | built.keys()) if saved.get(k) != built.get(k)), None
-    )
-
-
 def check_resumable(path: str, model: Seq2SeqModule) -> None:
     """One-line ``UserError`` unless ``path`` is a training checkpoint of this very network."""
     checkpoint = read_checkpoint(path)  # exists, loads with weights_only, is encdec, known format
-    saved_net, built_net = checkpoint["encdec_model"]["net"], model.model_config["net"]
-    key = first_difference(saved_net, built_net)
-    if key is not None:
-        saved, built = flatten(saved_net).get(key), flatten(built_net).get(key)
+    saved, built = flatten(checkpoint["encdec_model"]["net"]), flatten(model.model_config["net"])
+    differing = sorted(k for k in saved.keys() | built.keys() if saved.get(k) != built.get(k))
+    if differing:
+        key = differing[0]
         raise UserError(
-            f"ckpt_path '{path}' holds another network (model.net.{key}={saved!r}, this run "
-            f"builds {built!r}; check model=...)"
+            f"ckpt_path '{path}' holds another network (model.net.{key}={saved.get(key)!r}, "
+            f"this run builds {built.get(key)!r}; check model=...)"
         )
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise UserError(

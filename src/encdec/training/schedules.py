@@ -87,10 +87,10 @@ class ConstantSchedule(_FactorSchedule):
         return min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
 
 
-def needs_total_steps(schedule: Callable[..., Any]) -> bool:
-    """Whether a schedule (class or partial constructor) takes ``total_steps``."""
-    target = getattr(schedule, "func", schedule)
-    return "total_steps" in inspect.signature(target).parameters
+def takes_keyword(function: Callable[..., Any], name: str) -> bool:
+    """Whether ``function`` (a class, or a partial constructor of one) takes keyword ``name``:
+    a schedule ``total_steps``, an optimizer ``fused``."""
+    return name in inspect.signature(getattr(function, "func", function)).parameters
 
 
 NO_STEP_BUDGET = (
@@ -105,7 +105,7 @@ def check_step_budget(
     steps and the trainer settings give none. Lightning trains without a step or epoch limit
     when ``max_steps`` is -1 and ``max_epochs`` is -1, or null with ``max_time`` set (null
     alone means 1000 epochs)."""
-    if not needs_total_steps(schedule) or max_steps != -1:
+    if not takes_keyword(schedule, "total_steps") or max_steps != -1:
         return
     if max_epochs == -1 or (max_epochs is None and max_time is not None):
         raise UserError(NO_STEP_BUDGET.format(schedule.__name__))

@@ -13,7 +13,6 @@ Validation decodes greedily (``val/bleu``); test decodes as ``decoding`` says
 callbacks (``encdec.callbacks``); the checkpoint layout is ``networks.loading``'s.
 """
 
-import inspect
 import math
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from encdec.decoding.search import DecodingConfig
 from encdec.metrics.text import TeacherForcedMetrics, TextMetrics
 from encdec.networks.encoder_decoder import EncoderDecoder
 from encdec.networks.loading import CHECKPOINT_FORMAT, check_model_checkpoint
-from encdec.training.schedules import NO_STEP_BUDGET, needs_total_steps
+from encdec.training.schedules import NO_STEP_BUDGET, takes_keyword
 from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import PAD_ID
 
@@ -41,11 +40,6 @@ from encdec.utils.special_tokens import PAD_ID
 def supports_fused(parameters: list[nn.Parameter]) -> bool:
     """Whether an optimizer's fused kernel takes these: floating point, on CPU or CUDA."""
     return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in parameters)
-
-
-def accepts(function: Callable[..., Any], name: str) -> bool:
-    """Whether ``function`` (a class or a partial constructor) takes keyword ``name``."""
-    return name in inspect.signature(getattr(function, "func", function)).parameters
 
 
 class Seq2SeqModule(L.LightningModule):
@@ -183,7 +177,8 @@ class Seq2SeqModule(L.LightningModule):
         ]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        keywords = getattr(self.optimizer_factory, "keywords", {})  # the optimizer's config
+        weight_decay = keywords.get("weight_decay", 0.0)
         groups = []
         for parameters, options in self.parameter_groups():  # matrices decay, others do not
             decayed = [p for p in parameters if p.dim() >= 2]
@@ -193,8 +188,8 @@ class Seq2SeqModule(L.LightningModule):
                 {"params": others, "weight_decay": 0.0, **options},
             ]
         settings: dict[str, Any] = {}
-        keywords = getattr(self.optimizer_factory, "keywords", {})
-        if accepts(self.optimizer_factory, "fused") and not {"fused", "foreach"} & set(keywords):
+        fusable = takes_keyword(self.optimizer_factory, "fused")
+        if fusable and not {"fused", "foreach"} & set(keywords):
             # the fused kernel (AdamW: 2.6x faster than its CPU default); Lightning's mixed
             # precision refuses to clip the gradients of a fused optimizer
             trainable = [p for group in groups for p in group["params"]]
@@ -203,7 +198,7 @@ class Seq2SeqModule(L.LightningModule):
             )
             settings["fused"] = supports_fused(trainable) and not mixed_clipped
         optimizer = self.optimizer_factory([g for g in groups if g["params"]], **settings)
-        if needs_total_steps(self.scheduler_factory):
+        if takes_keyword(self.scheduler_factory, "total_steps"):
             # the trainer's estimate: infinite without a step or epoch limit, -1 for an endless
             # loader without max_steps (cases check_step_budget cannot see in the config)
             total_steps = self.trainer.estimated_stepping_batches
