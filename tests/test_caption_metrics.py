@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from encdec.data.caption_readers import read_flickr8k_captions
 from encdec.metrics.captions import (
     CaptionMetrics,
     CiderD,
@@ -15,6 +16,7 @@ from encdec.metrics.captions import (
     longest_common_subsequence,
     rouge_l,
 )
+from tests.conftest import SHARED_DATA
 
 
 def test_caption_words_lowercase_and_drop_punctuation():
@@ -90,20 +92,42 @@ def test_cider_d_by_hand():
     assert both == pytest.approx((5.0 + cider.image_score("red circle", ["blue circle"])) / 2)
 
 
-def test_caption_metrics_report_percent_and_need_document_frequencies():
+def test_caption_metrics_report_percent_with_evaluated_document_frequencies():
     metric = CaptionMetrics()
-    metric.update(["red circle"], [["red circle"]])
-    with pytest.raises(ValueError, match="no document frequencies"):
-        metric.compute()
-    metric.set_document_frequencies([["red circle"], ["blue circle"]])
+    metric.update(["red circle", "blue square"], [["red circle"], ["blue circle"]])
     values = metric.compute()
     assert list(values) == list(CaptionMetrics.names)
-    assert float(values["cider"]) == pytest.approx(500.0)
-    assert float(values["bleu_2"]) == pytest.approx(100.0)
-    assert float(values["rouge_l"]) == pytest.approx(100.0)
+    # frequencies from these two images' references: idf(red) = log 2, idf(circle) = 0, ...
+    cider = CiderD(document_frequencies([["red circle"], ["blue circle"]]), 2)
+    expected = (
+        cider.image_score("red circle", ["red circle"])
+        + cider.image_score("blue square", ["blue circle"])
+    ) / 2
+    assert float(values["cider"]) == pytest.approx(100 * expected)
+    # 'red circle' scores 5.0 (identical); 'blue square' vs 'blue circle': unigram cosine
+    # 1/sqrt 2 (circle weighs 0, square is unseen: log 2), nothing else -> 10 / (4 sqrt 2)
+    assert float(values["cider"]) == pytest.approx(100 * (5.0 + 10 / (4 * math.sqrt(2))) / 2)
+    assert float(values["rouge_l"]) == pytest.approx(75.0)
     assert "tok:none" in metric.bleu_signature and "nrefs:1" in metric.bleu_signature
     with pytest.raises(ValueError, match="no reference"):
         metric.update(["a"], [[]])
+
+
+def test_training_document_frequencies_are_a_named_option():
+    metric = CaptionMetrics(document_frequencies="training")
+    assert metric.needs_training_references and not CaptionMetrics().needs_training_references
+    metric.update(["red circle"], [["red circle"]])
+    with pytest.raises(ValueError, match="no training document frequencies"):
+        metric.compute()
+    # from the training images 'red circle' / 'blue circle'; evaluated alone, every n-gram
+    # of the one image would have idf 0 and CIDEr-D would be 0
+    metric.set_document_frequencies([["red circle"], ["blue circle"]])
+    assert float(metric.compute()["cider"]) == pytest.approx(500.0)
+    evaluated = CaptionMetrics()
+    evaluated.update(["red circle"], [["red circle"]])
+    assert float(evaluated.compute()["cider"]) == 0.0
+    with pytest.raises(ValueError, match="document_frequencies='train'"):
+        CaptionMetrics(document_frequencies="train")
 
 
 def test_caption_metrics_after_gather_equal_single_process():
@@ -117,9 +141,9 @@ def test_caption_metrics_after_gather_equal_single_process():
         ["a small green triangle"],
     ]
     training = [["a small red circle"], ["a large blue square"], ["a small green triangle"]]
-    single = CaptionMetrics()
+    single = CaptionMetrics(document_frequencies="training")
     single.update(hypotheses, references)
-    gathered = CaptionMetrics()
+    gathered = CaptionMetrics(document_frequencies="training")
     gathered.update(hypotheses[:2], references[:2])  # rank 0
     gathered.update(hypotheses[2:], references[2:])  # rank 1
     gathered.hypotheses = torch.cat(gathered.hypotheses)  # what a sync leaves behind
@@ -130,3 +154,38 @@ def test_caption_metrics_after_gather_equal_single_process():
     expected = single.compute()
     for name, value in gathered.compute().items():
         assert float(value) == float(expected[name]), name
+
+
+@pytest.mark.slow
+def test_metrics_equal_coco_caption_on_flickr8k_test_captions():
+    """The 1,000 Flickr8k test images, the first reference of each scored as a hypothesis
+    against the other four: BLEU-1..4, ROUGE-L and CIDEr-D equal coco-caption's reference code
+    (pycocoevalcap, on the same words) to three decimals of its scale."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    directory = SHARED_DATA / "flickr8k"
+    if not directory.is_dir():
+        pytest.skip("../shared/data is absent")
+    captions = read_flickr8k_captions(directory / "Flickr8k.token.txt")
+    names = (directory / "Flickr_8k.testImages.txt").read_text().split()
+    assert len(names) == 1000
+    hypotheses = [captions[name][0] for name in names]
+    references = [captions[name][1:] for name in names]
+    ours = CaptionMetrics()
+    ours.update(hypotheses, references)
+    values = {name: float(value) / 100 for name, value in ours.compute().items()}
+
+    def words(text: str) -> str:
+        return " ".join(caption_words(text))
+
+    candidates = {i: [words(h)] for i, h in enumerate(hypotheses)}
+    ground_truth = {i: [words(r) for r in refs] for i, refs in enumerate(references)}
+    bleu, _ = Bleu(4).compute_score(ground_truth, candidates, verbose=0)
+    expected = {f"bleu_{n}": bleu[n - 1] for n in range(1, 5)}
+    expected["rouge_l"] = Rouge().compute_score(ground_truth, candidates)[0]
+    expected["cider"] = Cider().compute_score(ground_truth, candidates)[0]
+    for name, value in expected.items():
+        assert values[name] == pytest.approx(value, abs=5e-4), name
+    assert values["cider"] == pytest.approx(0.7887, abs=5e-4)  # the figure of issue 16

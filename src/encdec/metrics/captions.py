@@ -8,8 +8,11 @@ the PTB tokenization of the coco-caption toolkit. Every score is reported in per
   from the closest reference length, no smoothing) on those words, with every reference;
 - ``cider``: CIDEr-D (Vedantam et al., 2015) exactly as coco-caption's ``CiderD`` computes it
   (tf-idf n-gram vectors for n = 1..4, hypothesis counts clipped to the reference's, Gaussian
-  length penalty with sigma = 6, times 10), with document frequencies from the *training*
-  references (``set_document_frequencies``); percent = 100 x the toolkit's number;
+  length penalty with sigma = 6, times 10); percent = 100 x the toolkit's number. Document
+  frequencies come, by default, from the references of the *evaluated* images, as coco-caption
+  computes them (the number papers report); ``document_frequencies="training"`` takes them
+  from the training references instead (``set_document_frequencies``), the variant that
+  CIDEr-optimised training uses;
 - ``rouge_l``: coco-caption's ROUGE-L: F-measure (beta = 1.2) of the LCS precision and recall,
   each maximised over the references, averaged over images.
 """
@@ -18,6 +21,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
 import sacrebleu
 import torch
@@ -51,14 +55,24 @@ def document_frequencies(reference_sets: Sequence[Sequence[str]]) -> Counter:
     return frequencies
 
 
+FrequencySource = Literal["evaluated", "training"]
+FREQUENCY_SOURCES: tuple[FrequencySource, ...] = ("evaluated", "training")
+
+
 class CiderD:
-    """coco-caption's CIDEr-D with fixed document frequencies (from the training references)."""
+    """coco-caption's CIDEr-D with the given document frequencies over ``num_documents``
+    images (``CiderD.of_references``: those of the evaluated images, as coco-caption does)."""
 
     def __init__(self, frequencies: Counter, num_documents: int) -> None:
         if num_documents < 1:
-            raise ValueError("CIDEr-D needs the references of at least one training image")
+            raise ValueError("CIDEr-D needs the references of at least one image")
         self.frequencies = frequencies
         self.log_documents = math.log(float(num_documents))
+
+    @classmethod
+    def of_references(cls, reference_sets: Sequence[Sequence[str]]) -> "CiderD":
+        """Document frequencies from these images' references."""
+        return cls(document_frequencies(reference_sets), len(reference_sets))
 
     def _vector(self, counts: Ngrams) -> tuple[list[dict], list[float], int]:
         """tf-idf weights per order, their norms, and the length (the number of bigrams, as
@@ -151,21 +165,36 @@ def corpus_bleu(
 
 class CaptionMetrics(Metric):
     """BLEU-1..4, CIDEr-D and ROUGE-L of decoded captions against every reference of each image.
-    Strings are gathered across processes as byte tensors (like ``TextMetrics``)."""
+    Strings are gathered across processes as byte tensors (like ``TextMetrics``).
+
+    ``document_frequencies``: where CIDEr-D's document frequencies come from: ``evaluated``
+    (the references of the images scored, coco-caption's definition) or ``training`` (the
+    training references, given by ``set_document_frequencies``)."""
 
     full_state_update = False
     names = ("bleu_4", "bleu_1", "bleu_2", "bleu_3", "cider", "rouge_l")  # first: progress bar
 
-    def __init__(self) -> None:
+    def __init__(self, document_frequencies: FrequencySource = "evaluated") -> None:
         super().__init__()
+        if document_frequencies not in FREQUENCY_SOURCES:
+            raise ValueError(
+                f"document_frequencies={document_frequencies!r}: choose one of "
+                + ", ".join(FREQUENCY_SOURCES)
+            )
         self.add_state("hypotheses", default=[], dist_reduce_fx="cat")
         self.add_state("references", default=[], dist_reduce_fx="cat")
-        self.cider: CiderD | None = None
+        self.frequency_source = document_frequencies
+        self.training_cider: CiderD | None = None
         self.bleu_signature = ""  # sacreBLEU's signature (of BLEU-4), set by compute()
 
+    @property
+    def needs_training_references(self) -> bool:
+        return self.frequency_source == "training"
+
     def set_document_frequencies(self, training_references: Sequence[Sequence[str]]) -> None:
-        """CIDEr-D's document frequencies, from the references of the training images."""
-        self.cider = CiderD(document_frequencies(training_references), len(training_references))
+        """CIDEr-D's document frequencies from the references of the training images (used
+        when ``document_frequencies="training"``)."""
+        self.training_cider = CiderD.of_references(training_references)
 
     def update(self, hypotheses: list[str], references: list[list[str]]) -> None:
         if len(hypotheses) != len(references):
@@ -185,14 +214,20 @@ class CaptionMetrics(Metric):
         hypotheses, references = self.texts()
         if not hypotheses:
             raise ValueError("no decoded captions to score")
-        if self.cider is None:
-            raise ValueError("CIDEr-D has no document frequencies (set_document_frequencies)")
+        if self.frequency_source == "training":
+            if self.training_cider is None:
+                raise ValueError(
+                    "CIDEr-D has no training document frequencies (set_document_frequencies)"
+                )
+            cider = self.training_cider
+        else:
+            cider = CiderD.of_references(references)
         values = {}
         for order in range(1, NGRAM_ORDER + 1):
             values[f"bleu_{order}"], self.bleu_signature = corpus_bleu(
                 hypotheses, references, order
             )  # the signature kept is BLEU-4's
-        values["cider"] = 100.0 * self.cider.corpus_score(hypotheses, references)
+        values["cider"] = 100.0 * cider.corpus_score(hypotheses, references)
         rouge = [rouge_l(h, r) for h, r in zip(hypotheses, references, strict=True)]
         values["rouge_l"] = 100.0 * sum(rouge) / len(rouge)
         return {name: torch.tensor(values[name]) for name in self.names}

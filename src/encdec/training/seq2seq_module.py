@@ -93,12 +93,13 @@ class Seq2SeqModule(L.LightningModule):
         self.training_forward = torch.compile(self.net.teacher_forced, dynamic=True)
 
     def setup(self, stage: str) -> None:
-        """From the data: CIDEr-D's document frequencies (the training references) and how
-        images are prepared (kept in checkpoints, for captioning image files)."""
+        """From the data: the training references where a metric takes CIDEr-D's document
+        frequencies from them, and how images are prepared (kept in checkpoints, for
+        captioning image files)."""
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if hasattr(datamodule, "training_references"):
             for metric in (self.val_text, self.test_text):
-                if hasattr(metric, "set_document_frequencies"):
+                if getattr(metric, "needs_training_references", False):
                     metric.set_document_frequencies(datamodule.training_references())
         if hasattr(datamodule, "image_settings"):
             self.image_settings = datamodule.image_settings()
