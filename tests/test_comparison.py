@@ -79,7 +79,7 @@ def fake_run(root: Path, name: str, config: dict, exact_match: float, lines: lis
 
 @pytest.fixture
 def runs(tmp_path) -> list[Path]:
-    references = [actions for _, actions in scan_split("simple", seed=1)["test"]]
+    references = [actions for _, actions in scan_split("simple")["test"]]
     return [
         fake_run(tmp_path, f"{family}{seed}", scan_config(family, seed), score, references)
         for family, seed, score in (
@@ -197,3 +197,47 @@ def test_family_and_data_labels():
     config = {"data": {"_target_": "encdec.data.translation.TranslationDataModule"}}
     config["data"]["path"] = "../shared/data/multi30k"
     assert comparison.data_of(config) == "multi30k"
+
+
+def translation_run(root: Path, name: str, corpus: Path, test_sources: list[str]) -> Path:
+    """A finished run on the parallel text in ``corpus`` (test: German sources, English
+    references), whose test output is the reference."""
+    corpus.mkdir(parents=True)
+    (corpus / "test.de").write_text("".join(f"{line}\n" for line in test_sources))
+    references = [f"sentence {i}" for i in range(len(test_sources))]
+    (corpus / "test.en").write_text("".join(f"{line}\n" for line in references))
+    config = {
+        **scan_config("rnn", 1),
+        "monitor": "val/bleu",
+        "data": {
+            "_target_": "encdec.data.translation.TranslationDataModule",
+            "path": str(corpus),
+            "source_lang": "de",
+            "target_lang": "en",
+            "cache_dir": str(root / "cache"),
+        },
+    }
+    run = fake_run(root, name, config, 50.0, references)
+    (run / "test_metrics.json").write_text(
+        json.dumps({"metrics": {"test/bleu": 50.0}, "predictions": str(run / "x" / "test.txt")})
+    )  # logged where the run was made: found again in the run dir's predictions/
+    return run
+
+
+def test_significance_refuses_outputs_of_different_sources(tmp_path):
+    sources = [f"satz {i}" for i in range(5)]
+    baseline = translation_run(tmp_path, "a", tmp_path / "one" / "multi30k", sources)
+    same = translation_run(tmp_path, "b", tmp_path / "two" / "multi30k", sources)
+    other = translation_run(
+        tmp_path, "c", tmp_path / "three" / "multi30k", [*sources[:3], "anders", sources[4]]
+    )
+    runs = [read_run_dir(path) for path in (baseline, same, other)]
+    assert runs[0].data == runs[2].data == "multi30k"  # the same label, not the same test set
+    assert runs[0].predictions == baseline / "predictions" / "test.txt"
+    assert paired_bootstrap(runs[0], runs[1], samples=10).endswith("no difference")
+    with pytest.raises(UserError, match=r"different sources \(line 4: 'satz 3' in .*a, 'anders'"):
+        paired_bootstrap(runs[0], runs[2], samples=10)
+    command = [sys.executable, "scripts/compare.py", str(baseline), str(other), "--significance"]
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().count("\n") == 0 and "cannot be paired" in refused.stderr

@@ -86,10 +86,8 @@ def test_interpret_rejects_non_commands(command: str) -> None:
         interpret(command)
 
 
-@pytest.mark.parametrize(
-    "split", ["length", "addprim_jump", "addprim_turn_left", "template_around_right"]
-)
-def test_fixed_splits_match_official(split: str) -> None:
+@pytest.mark.parametrize("split", SPLITS)
+def test_splits_match_official(split: str) -> None:
     generated = scan_split(split)
     for part in ("train", "test"):
         assert Counter(generated[part]) == Counter(official(f"tasks_{part}_{split}")), part
@@ -116,9 +114,24 @@ def test_simple_split_sizes_and_disjointness() -> None:
     assert all(interpret(command) == actions for command, actions in train + test)
 
 
-def test_simple_split_deterministic_per_seed() -> None:
-    assert scan_split("simple", seed=3) == scan_split("simple", seed=3)
-    assert scan_split("simple", seed=3)["test"] != scan_split("simple", seed=4)["test"]
+@pytest.mark.parametrize(
+    ("split", "held_out", "neither"),
+    [
+        ("template_jump_around_right", "jump around right", "turn around right"),
+        ("template_opposite_right", "opposite right", "turn opposite right"),
+        ("template_right", "right", "turn right"),
+    ],
+)
+def test_template_splits_hold_out_the_template(split: str, held_out: str, neither: str) -> None:
+    parts = scan_split(split)
+    for command, _ in parts["test"]:
+        words = f" {command} "
+        assert f" {held_out} " in words and f" {neither} " not in words
+    verbs = ("walk", "look", "run", "jump") if held_out != "jump around right" else ("jump",)
+    for command, _ in parts["train"]:
+        words = f" {command} "
+        assert not any(f" {verb} {held_out.removeprefix('jump ')} " in words for verb in verbs)
+        assert f" {neither} " not in words
 
 
 @pytest.mark.parametrize("split", SPLITS)

@@ -19,18 +19,29 @@ with the semantics
 * ``x1 and x2`` -> ``x1 x2``; ``x1 after x2`` -> ``x2 x1``.
 
 There are 34 ``V`` phrases, hence 102 ``S`` phrases and 102 + 2 * 102**2 = 20,910
-commands, the same set as the official ``tasks.txt``.
+commands, the same set as the official ``tasks.txt``. Every split equals the official files
+(as multisets): the random ``simple`` split from a bitmap of its test commands
+(``scan_simple_split``), the others by their rules.
 """
 
 import random
 from typing import Any
 
+from encdec.data.scan_simple_split import simple_test_flags
 from encdec.data.translation import TranslationDataModule
 from encdec.utils.errors import UserError
 
 Pair = tuple[str, str]  # (command, actions)
 
-SPLITS = ("simple", "length", "addprim_jump", "addprim_turn_left", "template_around_right")
+# The template splits of Loula, Baroni & Lake (2018): test on "<verb> <template>", where verb
+# is one of these (not "turn"); commands with "turn <template>" are in neither part.
+_TEMPLATES = {
+    "template_around_right": ("around right", ("walk", "look", "run", "jump")),
+    "template_jump_around_right": ("around right", ("jump",)),
+    "template_opposite_right": ("opposite right", ("walk", "look", "run", "jump")),
+    "template_right": ("right", ("walk", "look", "run", "jump")),
+}
+SPLITS = ("simple", "length", "addprim_jump", "addprim_turn_left", *_TEMPLATES)
 
 _VERBS = {"walk": ("I_WALK",), "look": ("I_LOOK",), "run": ("I_RUN",), "jump": ("I_JUMP",)}
 _TURNS = {"left": "I_TURN_LEFT", "right": "I_TURN_RIGHT"}
@@ -38,7 +49,6 @@ _REPEATS = {"twice": 2, "thrice": 3}
 _CONJUNCTIONS = ("and", "after")
 
 _MAX_TRAIN_LENGTH = 22  # length split: train on at most 22 actions, test on longer
-_SIMPLE_TEST_FRACTION = 0.2
 # In the official add-primitive training files the bare primitive command is repeated
 # so that it makes up a tenth of the examples: one copy per nine other commands
 # (jump: 1,467 copies beside 13,203 commands; turn left: 2,189 beside 19,701).
@@ -108,10 +118,12 @@ def interpret(command: str) -> str:
     return " ".join(first + second)
 
 
-def _simple_split(pairs: list[Pair], seed: int) -> tuple[list[Pair], list[Pair]]:
-    shuffled = random.Random(seed).sample(pairs, len(pairs))
-    n_test = round(_SIMPLE_TEST_FRACTION * len(pairs))
-    return shuffled[n_test:], shuffled[:n_test]
+def _simple_split(pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
+    """The official random 80/20 split (``pairs`` in generation order)."""
+    train, test = [], []
+    for pair, in_test in zip(pairs, simple_test_flags(len(pairs)), strict=True):
+        (test if in_test else train).append(pair)
+    return train, test
 
 
 def _length_split(pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
@@ -134,33 +146,33 @@ def _add_primitive_split(pairs: list[Pair], primitive: str) -> tuple[list[Pair],
     return train + [(primitive, interpret(primitive))] * copies, test
 
 
-def _around_right_split(pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
-    """Train without "around right"; test on "X around right" for the verbs X. As in the
-    official files, commands with "turn around right" are in neither part."""
+def _template_split(
+    pairs: list[Pair], template: str, verbs: tuple[str, ...]
+) -> tuple[list[Pair], list[Pair]]:
+    """Test on the commands with "<verb> <template>" for the given verbs; train on the rest,
+    except (as in the official files) commands with "turn <template>", in neither part."""
     train, test = [], []
     for pair in pairs:
-        if "around right" not in pair[0]:
-            train.append(pair)
-        elif "turn around right" not in pair[0]:
-            test.append(pair)
+        command = f" {pair[0]} "
+        if f" turn {template} " in command:
+            continue
+        held_out = any(f" {verb} {template} " in command for verb in verbs)
+        (test if held_out else train).append(pair)
     return train, test
 
 
-def scan_split(split: str, seed: int = 0) -> dict[str, list[Pair]]:
-    """``{"train": [...], "test": [...]}`` of (command, actions) pairs for ``split``.
-
-    Pairs are sorted by command. ``seed`` only affects the random ``simple`` split;
-    the other splits reproduce the official files (as multisets).
-    """
+def scan_split(split: str) -> dict[str, list[Pair]]:
+    """``{"train": [...], "test": [...]}`` of (command, actions) pairs for ``split``, equal to
+    the official files as multisets; pairs are sorted by command."""
     pairs = [(command, interpret(command)) for command in generate_commands()]
     if split == "simple":
-        train, test = _simple_split(pairs, seed)
+        train, test = _simple_split(pairs)
     elif split == "length":
         train, test = _length_split(pairs)
     elif split in _ADDED_PRIMITIVES:
         train, test = _add_primitive_split(pairs, _ADDED_PRIMITIVES[split])
-    elif split == "template_around_right":
-        train, test = _around_right_split(pairs)
+    elif split in _TEMPLATES:
+        train, test = _template_split(pairs, *_TEMPLATES[split])
     else:
         raise ValueError(f"unknown SCAN split {split!r}; choose one of {', '.join(SPLITS)}")
     return {"train": sorted(train), "test": sorted(test)}
@@ -189,7 +201,7 @@ class ScanDataModule(TranslationDataModule):
         self.split, self.val_fraction = split, val_fraction
 
     def read_split(self, stage: str) -> tuple[list[str], list[str]]:
-        pairs = scan_split(self.split, self.seed)
+        pairs = scan_split(self.split)
         if stage == "test":
             chosen = pairs["test"]
         else:

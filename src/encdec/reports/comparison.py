@@ -137,8 +137,15 @@ def read_run_dir(run_dir: Path) -> Run:
         peak_rss_mb=summary.get("peak_rss_mb"),
         val_curve=read_val_curve(run_dir / "csv" / "metrics.csv", monitor),
         config=config,
-        predictions=Path(test["predictions"]),
+        predictions=predictions_file(run_dir, Path(test["predictions"])),
     )
+
+
+def predictions_file(run_dir: Path, logged: Path) -> Path:
+    """The logged predictions file, or the file of that name in the run dir's
+    ``predictions/`` when the run dir was moved (copied from a cluster, say)."""
+    moved = run_dir / "predictions" / logged.name
+    return logged if logged.is_file() or not moved.is_file() else moved
 
 
 def total_parameters(logged: Any) -> float | None:
@@ -343,13 +350,33 @@ def plot(runs: list[Run], out_dir: Path) -> list[Path]:
     return paths
 
 
-def reference_lines(run: Run) -> list[str]:
-    """The test split's target sentences, read as the run's data config reads them."""
+def test_split(run: Run) -> tuple[list[str], list[str]]:
+    """The test split's (sources, references), read as the run's data config reads them."""
     import hydra
 
     data_config = dict(run.config["data"])
     datamodule = hydra.utils.instantiate(data_config)
-    return datamodule.read_split("test")[1]
+    sources, references = datamodule.read_split("test")
+    return list(sources), list(references)
+
+
+def check_same_sources(baseline: Run, system: Run) -> tuple[list[str], list[str]]:
+    """The shared test split; a UserError naming the first line where the two runs' test
+    sources differ (outputs of different inputs cannot be paired)."""
+    sources, references = test_split(baseline)
+    other_sources, _ = test_split(system)
+    if len(sources) != len(other_sources):
+        raise UserError(
+            f"the runs were tested on different sources: {len(sources)} test lines in "
+            f"{baseline.name}, {len(other_sources)} in {system.name}; outputs cannot be paired"
+        )
+    for line, (ours, theirs) in enumerate(zip(sources, other_sources, strict=True), start=1):
+        if ours != theirs:
+            raise UserError(
+                f"the runs were tested on different sources (line {line}: {ours!r} in "
+                f"{baseline.name}, {theirs!r} in {system.name}); outputs cannot be paired"
+            )
+    return sources, references
 
 
 def paired_bootstrap(baseline: Run, system: Run, samples: int = 1000) -> str:
@@ -359,7 +386,7 @@ def paired_bootstrap(baseline: Run, system: Run, samples: int = 1000) -> str:
 
     if baseline.data != system.data:
         raise UserError(f"runs are on different data: {baseline.data} vs {system.data}")
-    references = reference_lines(baseline)
+    _, references = check_same_sources(baseline, system)
     outputs = []
     for run in (baseline, system):
         lines = run.predictions.read_text(encoding="utf-8").splitlines()
