@@ -178,6 +178,16 @@ def test_train_then_evaluate_reproduces_test_metrics(tmp_path, family):
     for name, value in evaluated.items():
         assert value == pytest.approx(metrics[name], abs=1e-6), name
     assert (tmp_path / "eval" / "predictions" / "test_beam2.txt").read_text() == predictions
+    if family == "transformer":  # sampling through the test stage: its own metric names
+        sampled = [
+            f"ckpt_path={best}",
+            "logger=csv",
+            "decoding.sample=true",
+            "decoding.beam_size=1",
+        ]
+        sampled_metrics = evaluate(compose_config("evaluate", sampled, tmp_path / "sampled"))
+        assert "test/bleu_sample" in sampled_metrics
+        assert (tmp_path / "sampled" / "predictions" / "test_sample.txt").is_file()
     model = load_model(best)
     assert model.model_config == OmegaConf.to_container(cfg_model(family), resolve=True)
     translator = Translator(model.net)
@@ -327,16 +337,18 @@ def test_translate_cli_reads_stdin(tmp_path):
     cfg = compose_config("train", [*TINY_TRAIN["attention"], "test=false"], tmp_path / "run")
     train(cfg)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    sentences = ["jump twice", "walk left"]
+    stdin = "".join(f"{sentence}\n" for sentence in sentences)
     result = _cli(
         "encdec.translate",
         f"ckpt_path={ckpt}",
-        stdin="jump twice\nwalk left\n",
+        stdin=stdin,
         env={"PYTHONPROFILEIMPORTTIME": "1"},  # every import, on stderr
     )
     assert result.returncode == 0, result.stderr
     model = load_model(ckpt)
     as_configured = model.decoding.updated({"beam_size": 5})  # translate.yaml: the limits kept
-    expected = Translator(model.net).translate(["jump twice", "walk left"], as_configured)
+    expected = Translator(model.net).translate(sentences, as_configured)
     assert result.stdout.splitlines() == expected
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
     assert "encdec.networks.loading" in imported
@@ -350,6 +362,31 @@ def test_translate_cli_reads_stdin(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     typo = _cli("encdec.translate", f"ckpt_path={ckpt}", "precision=bf16", stdin="x\n")
     assert typo.returncode == 2 and "precision=bf16 is not one of" in typo.stderr
+    # n-best: n lines per sentence, "<number>\t<score>\t<translation>", best first
+    nbest = _cli("encdec.translate", f"ckpt_path={ckpt}", "decoding.n_best=3", stdin=stdin)
+    assert nbest.returncode == 0, nbest.stderr
+    expected_nbest = Translator(model.net).translate_nbest(
+        sentences, model.decoding.updated({"beam_size": 5, "n_best": 3})
+    )
+    rows = [line.split("\t") for line in nbest.stdout.splitlines()]
+    assert [(int(n), t) for n, _, t in rows] == [
+        (i, text) for i, hypotheses in enumerate(expected_nbest) for text, _ in hypotheses
+    ]
+    scores = [float(score) for _, score, _ in rows]
+    assert scores[:3] == sorted(scores[:3], reverse=True) and rows[0][2] == expected[0]
+    # sampling through the same search: seeded, n samples per sentence
+    sampling = ["decoding.sample=true", "decoding.beam_size=1", "decoding.n_best=4"]
+    drawn = [
+        _cli(
+            "encdec.translate", f"ckpt_path={ckpt}", *sampling, f"decoding.seed={seed}", stdin=stdin
+        )
+        for seed in (1, 1)
+    ]
+    assert drawn[0].returncode == 0, drawn[0].stderr
+    assert drawn[0].stdout == drawn[1].stdout and len(drawn[0].stdout.splitlines()) == 8
+    refused = _cli("encdec.translate", f"ckpt_path={ckpt}", "decoding.sample=true", stdin=stdin)
+    assert refused.returncode == 2 and "beam_size=1" in refused.stderr
+    assert refused.stderr.strip().count("\n") == 0
 
 
 def test_a_checkpoint_keeps_its_data_and_decoding_limits(tmp_path):

@@ -1,14 +1,18 @@
 """Greedy and beam search through the step interface, for every family."""
 
+import pytest
 import torch
 
 from encdec.decoding.search import (
     DecodingConfig,
+    Sampler,
     beam_search,
+    decode,
     greedy_search,
     length_penalty,
     max_output_lengths,
 )
+from encdec.utils.errors import UserError
 from tests.conftest import random_batch
 
 
@@ -102,10 +106,61 @@ def test_length_helpers_and_decoding_config():
     assert abs(length_penalty(7, 1.0) - 2.0) < 1e-9
     assert DecodingConfig(beam_size=5).suffix == "_beam5"
     assert DecodingConfig().suffix == ""
-    for bad in ({"beam_size": 0}, {"beam_size": 2, "n_best": 3}):
-        try:
+    assert DecodingConfig(sample=True, n_best=4).suffix == "_sample"
+    bad_settings = (
+        {"beam_size": 0},
+        {"beam_size": 2, "n_best": 3},
+        {"n_best": 2},  # greedy search has one output
+        {"sample": True, "beam_size": 4},
+        {"sample": True, "temperature": 0.0},
+        {"sample": True, "top_k": -1},
+        {"sample": True, "top_p": 0.0},
+    )
+    for bad in bad_settings:
+        with pytest.raises(UserError, match=r"decoding\."):
             DecodingConfig(**bad)
-        except ValueError as error:
-            assert "decoding." in str(error)
-        else:
-            raise AssertionError(f"{bad} accepted")
+
+
+def draws(sampler: Sampler, probs: list[float], count: int = 4000) -> torch.Tensor:
+    """How often each token is drawn from ``probs`` (one row per draw)."""
+    log_probs = torch.tensor(probs).log().expand(count, -1)
+    return torch.bincount(sampler(log_probs), minlength=len(probs)) / count
+
+
+def test_sampler_follows_the_distribution_and_its_cutoffs():
+    probs = [0.5, 0.3, 0.15, 0.05]
+    generator = torch.Generator().manual_seed(0)
+    plain = draws(Sampler(generator), probs)
+    assert torch.allclose(plain, torch.tensor(probs), atol=0.03)
+    # top-k 2: renormalised over the two best (5/8, 3/8)
+    top_two = draws(Sampler(generator, top_k=2), probs)
+    assert torch.allclose(top_two, torch.tensor([5 / 8, 3 / 8, 0, 0]), atol=0.03)
+    # nucleus 0.8: the smallest set reaching 0.8 is {0, 1}; 0.81 needs token 2 as well
+    nucleus = draws(Sampler(generator, top_p=0.8), probs)
+    assert nucleus[2:].sum() == 0 and nucleus[1] > 0.3
+    assert draws(Sampler(generator, top_p=0.81), probs)[2] > 0.1
+    # temperature 0.5 squares the odds: 0.5^2 : 0.3^2 : ...
+    squared = torch.tensor(probs) ** 2
+    cold = draws(Sampler(generator, temperature=0.5), probs)
+    assert torch.allclose(cold, squared / squared.sum(), atol=0.03)
+
+
+def test_sampling_is_seeded_and_greedy_at_top_k_one(tiny_model):
+    src, mask = random_batch(seed=4)
+    settings = {"max_len_a": 1.5, "max_len_b": 5}
+    greedy = decode(tiny_model, src, mask, DecodingConfig(**settings), 100)
+    top_one = decode(tiny_model, src, mask, DecodingConfig(sample=True, top_k=1, **settings), 100)
+    assert [h[0].tokens for h in top_one] == [h[0].tokens for h in greedy]
+    assert [h[0].score for h in top_one] == pytest.approx([h[0].score for h in greedy])
+
+    def samples(seed: int) -> list[list[list[int]]]:
+        config = DecodingConfig(sample=True, n_best=3, seed=seed, **settings)
+        results = decode(tiny_model, src, mask, config, 100)
+        for hypotheses in results:
+            assert len(hypotheses) == 3
+            scores = [h.score for h in hypotheses]
+            assert scores == sorted(scores, reverse=True)
+        return [[h.tokens for h in hypotheses] for hypotheses in results]
+
+    assert samples(1) == samples(1)
+    assert samples(1) != samples(2)  # an untrained model spreads its probability

@@ -6,8 +6,10 @@ A model exposes (``EncoderDecoder``, see ``networks/encoder_decoder.py``)::
     init_state(memory)               -> state       # state.reorder(index) likewise
     step(prev_tokens, state, memory) -> logits (B, V), state, attention (B, S) | None
 
-Both searches drop sentences from the batch as soon as they are finished, so the last steps run
-on only the long sentences. Output tokens exclude BOS and EOS.
+Greedy search takes the most probable token at each step; the same loop with a ``Sampler``
+draws it instead (temperature, top-k, nucleus). Both searches drop sentences from the batch as
+soon as they are finished, so the last steps run on only the long sentences. Output tokens
+exclude BOS and EOS.
 """
 
 from collections.abc import Mapping
@@ -16,6 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import torch
+
+from encdec.utils.errors import UserError
 
 
 class StepModel(Protocol):
@@ -57,6 +61,41 @@ def _log_probs(model: StepModel, logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, dim=-1)
 
 
+class TokenChoice(Protocol):
+    def __call__(self, log_probs: torch.Tensor) -> torch.Tensor: ...  # (rows, V) -> (rows,)
+
+
+def most_probable(log_probs: torch.Tensor) -> torch.Tensor:
+    """Greedy search's choice: the arg-max token of each row."""
+    return log_probs.argmax(dim=-1)
+
+
+@dataclass
+class Sampler:
+    """Draws each next token from the model's distribution at ``temperature``, restricted to
+    the ``top_k`` most probable tokens (0: all) and to the smallest set whose probability
+    reaches ``top_p`` (nucleus sampling, Holtzman et al. 2020; 1.0: all)."""
+
+    generator: torch.Generator
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __call__(self, log_probs: torch.Tensor) -> torch.Tensor:
+        logits = log_probs / self.temperature  # (rows, V)
+        if 0 < self.top_k < logits.size(-1):
+            kth_best = logits.topk(self.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth_best, float("-inf"))
+        if self.top_p < 1.0:
+            sorted_logits, order = logits.sort(dim=-1, descending=True)
+            probs = sorted_logits.softmax(dim=-1)
+            before = probs.cumsum(dim=-1) - probs  # probability of the better tokens
+            sorted_logits = sorted_logits.masked_fill(before >= self.top_p, float("-inf"))
+            logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+        probs = logits.softmax(dim=-1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+
 @torch.no_grad()
 def greedy_search(
     model: StepModel,
@@ -64,9 +103,12 @@ def greedy_search(
     src_mask: torch.Tensor,
     max_lengths: torch.Tensor,
     keep_attention: bool = False,
+    choose: TokenChoice = most_probable,
 ) -> list[Hypothesis]:
-    """Arg-max decoding; one hypothesis per source sentence, in input order. With
-    ``keep_attention`` each hypothesis keeps the attention of its steps, if the model has any."""
+    """One token at a time, as ``choose`` picks it (arg-max by default, or a ``Sampler``); one
+    hypothesis per source sentence, in input order, scored by the model's log-probabilities.
+    With ``keep_attention`` each hypothesis keeps the attention of its steps, if the model
+    has any."""
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
     batch = src.size(0)
@@ -82,7 +124,8 @@ def greedy_search(
             for i, row in enumerate(rows.tolist()):
                 attention[row].append(weights[i])
         log_probs = _log_probs(model, logits)  # (live, V)
-        best_scores, best = log_probs.max(dim=-1)
+        best = choose(log_probs)  # (live,)
+        best_scores = log_probs.gather(1, best.unsqueeze(1)).squeeze(1)
         is_eos = best == model.eos_id
         at_limit = max_lengths[rows] <= t + 1
         for row, token, score, eos in zip(
@@ -199,23 +242,51 @@ def beam_search(
 
 @dataclass
 class DecodingConfig:
-    """How val/test/translate decode: ``beam_size`` 1 is greedy search."""
+    """How val/test/translate decode: ``beam_size`` 1 is greedy search; ``sample`` draws
+    ``n_best`` outputs per sentence instead (``beam_size`` 1), reproducibly from ``seed``."""
 
     beam_size: int = 1
     length_penalty: float = 0.6  # GNMT alpha; used by beam search only
     n_best: int = 1
     max_len_a: float = 1.5  # output limit = a * source length + b tokens
     max_len_b: int = 10
+    sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0  # 0: every token
+    top_p: float = 1.0  # 1.0: every token
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
-            raise ValueError(f"decoding.beam_size must be >= 1, got {self.beam_size}")
-        if not 1 <= self.n_best <= self.beam_size:
-            raise ValueError(f"decoding.n_best must be in 1..beam_size, got {self.n_best}")
+            raise UserError(f"decoding.beam_size must be >= 1, got {self.beam_size}")
+        if self.sample:
+            self._check_sampling()
+        elif not 1 <= self.n_best <= self.beam_size:
+            raise UserError(
+                f"decoding.n_best={self.n_best} must be in 1..decoding.beam_size "
+                f"({self.beam_size}); decoding.sample=true draws n_best samples"
+            )
+
+    def _check_sampling(self) -> None:
+        if self.beam_size != 1:
+            raise UserError("decoding.sample=true draws tokens one path at a time: beam_size=1")
+        if self.n_best < 1:
+            raise UserError(
+                f"decoding.n_best (samples per sentence) must be >= 1, got {self.n_best}"
+            )
+        if self.temperature <= 0:
+            raise UserError(f"decoding.temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise UserError(f"decoding.top_k must be >= 0 (0: all tokens), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"decoding.top_p must be in (0, 1], got {self.top_p}")
 
     @property
     def suffix(self) -> str:
-        """Metric-name suffix saying how output was decoded: '' (greedy) or '_beam5'."""
+        """Metric-name suffix saying how output was decoded: '' (greedy), '_beam5' or
+        '_sample'."""
+        if self.sample:
+            return "_sample"
         return "" if self.beam_size == 1 else f"_beam{self.beam_size}"
 
     def updated(self, settings: Mapping[str, Any]) -> "DecodingConfig":
@@ -231,13 +302,38 @@ def decode(
     config: DecodingConfig,
     max_length_cap: int,
 ) -> list[list[Hypothesis]]:
-    """Greedy or beam search as ``config`` says; n-best lists per sentence, best first."""
+    """Greedy search, sampling or beam search as ``config`` says; n-best lists per sentence,
+    best first (samples: by their log-probability)."""
     max_lengths = max_output_lengths(src_mask, config.max_len_a, config.max_len_b, max_length_cap)
+    if config.sample:
+        return sample(model, src, src_mask, max_lengths, config)
     if config.beam_size == 1:
         return [[h] for h in greedy_search(model, src, src_mask, max_lengths)]
     return beam_search(
         model, src, src_mask, max_lengths, config.beam_size, config.length_penalty, config.n_best
     )
+
+
+def sample(
+    model: StepModel,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    max_lengths: torch.Tensor,
+    config: DecodingConfig,
+) -> list[list[Hypothesis]]:
+    """``config.n_best`` samples per sentence, drawn in one batch from a generator seeded with
+    ``config.seed``; each sentence's samples sorted by log-probability."""
+    generator = torch.Generator(device=src.device).manual_seed(config.seed)
+    choose = Sampler(generator, config.temperature, config.top_k, config.top_p)
+    copies = config.n_best
+    rows = torch.arange(src.size(0), device=src.device).repeat_interleave(copies)
+    drawn = greedy_search(
+        model, src[rows], src_mask[rows], max_lengths[rows], choose=choose
+    )  # sentence i's samples at rows i * copies ...
+    return [
+        sorted(drawn[i : i + copies], key=lambda h: h.score, reverse=True)
+        for i in range(0, len(drawn), copies)
+    ]
 
 
 DECODING_PRECISIONS = ("32-true", "bf16-mixed")  # the trainer's names for fp32 and bf16 autocast

@@ -26,24 +26,32 @@ class Translator:
             raise UserError(f"'{path}' holds a model of images: use python -m encdec.caption")
         return cls(network)
 
-    @torch.no_grad()
     def translate(
         self, sentences: list[str], decoding: DecodingConfig | None = None, batch_size: int = 64
     ) -> list[str]:
-        """Raw source strings -> detokenized best outputs, in input order. Sentences are decoded
-        in batches of similar length, so little compute goes to padding."""
+        """Raw source strings -> detokenized best outputs, in input order."""
+        return [nbest[0][0] for nbest in self.translate_nbest(sentences, decoding, batch_size)]
+
+    @torch.no_grad()
+    def translate_nbest(
+        self, sentences: list[str], decoding: DecodingConfig | None = None, batch_size: int = 64
+    ) -> list[list[tuple[str, float]]]:
+        """Raw source strings -> the n best (detokenized output, score) of each, best first,
+        in input order. The score is the search's: the log-probability, divided by the length
+        penalty in beam search. Sentences are decoded in batches of similar length, so little
+        compute goes to padding."""
         network, tokenizer = self.network, self.network.tokenizer
         was_training = network.training
         network.eval()
         device = next(network.parameters()).device
         ids = tokenizer.encode_source(sentences)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        translations = [""] * len(ids)
+        outputs: list[list[tuple[str, float]]] = [[] for _ in ids]
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             src, src_mask = source_batch([ids[i] for i in rows])
             hypotheses = network.generate(src.to(device), src_mask.to(device), decoding)
             for i, nbest in zip(rows, hypotheses, strict=True):
-                translations[i] = tokenizer.decode_target(nbest[0].tokens)
+                outputs[i] = [(tokenizer.decode_target(h.tokens), h.score) for h in nbest]
         network.train(was_training)
-        return translations
+        return outputs

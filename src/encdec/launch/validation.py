@@ -47,6 +47,9 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "warmup_steps": (0, math.inf, True, False),
     "num_workers": (0, math.inf, True, False),
     "attention_regularization": (0, math.inf, True, False),
+    "temperature": (0, math.inf, False, False),
+    "top_k": (0, math.inf, True, False),
+    "top_p": (0, 1, False, True),
     **{
         name: (1, math.inf, True, False)
         for name in (
