@@ -155,8 +155,10 @@ def check(command: str, result: subprocess.CompletedProcess, stdin: str) -> str 
     console = result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     refusals = [why for needs, why in NEEDS.values() if needs.search(command)]
-    if result.returncode == 0:  # a filter answers every line
-        wrong = "encdec.translate" in command and result.stdout.count("\n") != stdin.count("\n")
+    if result.returncode == 0:  # a filter answers every line (with n_best lines each)
+        n_best = re.search(r"decoding\.n_best=(\d+)", command)
+        expected_lines = stdin.count("\n") * (int(n_best.group(1)) if n_best else 1)
+        wrong = "encdec.translate" in command and result.stdout.count("\n") != expected_lines
     else:  # only a refusal for what this machine lacks, in one line
         wrong = not (
             result.returncode == 2
