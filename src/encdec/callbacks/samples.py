@@ -7,8 +7,10 @@ fit they are decoded greedily (as validation decodes) and written into the run d
 and, with a W&B logger, as the table ``val/samples`` (captions: the image instead of a source
 text). Models whose decoder's ``step`` returns attention (attention RNNs, Transformers) also
 get ``attention/epoch{E}_step{S}_{i}.png`` for the first ``attention_maps`` examples, logged to
-W&B as ``val/attention``; the fixed-context RNN decoder has no attention and gets none. Other
-loggers (CSV) get nothing: the files in the run dir are there for every run. Rank 0 only.
+W&B as ``val/attention``; the fixed-context RNN decoder has no attention and gets none. With a
+TensorBoard logger the samples are the text ``val/samples`` and the heatmaps images under
+``val/attention/``. The CSV logger gets nothing: the files in the run dir are there for every
+run. Rank 0 only.
 """
 
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.wandb import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
@@ -85,6 +88,23 @@ class ValidationSamples(L.Callback):
         wandb_logger = find_wandb_logger(trainer.loggers)
         if wandb_logger is not None:
             self.log_to_wandb(wandb_logger, rows, plots, step)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                self.log_to_tensorboard(logger, markdown, plots, step)
+
+    @staticmethod
+    def log_to_tensorboard(
+        logger: TensorBoardLogger, markdown: str, plots: list[Path], step: int
+    ) -> None:
+        """The samples as the text ``val/samples`` (TensorBoard renders markdown) and each
+        heatmap as the image ``val/attention/<name>``."""
+        logger.experiment.add_text("val/samples", markdown, step)
+        for path in plots:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB"))  # (H, W, 3)
+            logger.experiment.add_image(
+                f"val/attention/{path.stem}", pixels, step, dataformats="HWC"
+            )
 
     @staticmethod
     def log_to_wandb(
