@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -54,7 +55,7 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} out of range for {num_replicas} replicas")
-        self.lengths = torch.as_tensor(lengths, dtype=torch.long)  # (num_examples,)
+        self.lengths = np.asarray(lengths, dtype=np.int64)  # (num_examples,)
         self.max_tokens = max_tokens
         self.shuffle = shuffle
         self.seed = seed
@@ -64,7 +65,7 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         self.epoch = 0
         self._batches_done = 0  # yielded in the current epoch
         self._resume_at = 0  # batches the next iteration skips
-        self._cache: tuple[int, list[list[int]]] | None = None  # (epoch, this rank's batches)
+        self._cache: tuple[int, list[np.ndarray]] | None = None  # (epoch, this rank's batches)
         # Lightning calls ``set_epoch`` on ``loader.sampler`` and ``loader.batch_sampler.sampler``
         # at each epoch start, never on the batch sampler itself: so it is its own ``sampler``.
         self.sampler = self
@@ -86,7 +87,7 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         self._batches_done = start
         for batch in batches[start:]:
             self._batches_done += 1
-            yield batch
+            yield batch.tolist()
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "batches_done": self._batches_done}
@@ -95,28 +96,29 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         self.epoch = state["epoch"]
         self._batches_done = self._resume_at = state["batches_done"]
 
-    def _rank_batches(self) -> list[list[int]]:
+    def _rank_batches(self) -> list[np.ndarray]:
         """This rank's batches of the current epoch, computed once per epoch."""
         if self._cache is None or self._cache[0] != self.epoch:
             self._cache = (self.epoch, self._shard(self._epoch_batches()))
         return self._cache[1]
 
-    def _epoch_batches(self) -> list[list[int]]:
-        """All batches of the current epoch, in the order they are served."""
+    def _epoch_batches(self) -> list[np.ndarray]:
+        """All batches of the current epoch, in the order they are served: views of one
+        array of example indices (no Python list of the corpus)."""
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         num_examples = len(self.lengths)
         if self.shuffle:
-            order = torch.randperm(num_examples, generator=generator)
+            order = torch.randperm(num_examples, generator=generator).numpy()
         else:
-            order = torch.arange(num_examples)
-        by_length = torch.sort(self.lengths[order], stable=True).indices
-        batches = _cut_by_budget(order[by_length].tolist(), self.lengths.tolist(), self.max_tokens)
+            order = np.arange(num_examples)
+        order = order[np.argsort(self.lengths[order], kind="stable")]
+        batches = np.split(order, batch_starts(self.lengths[order], self.max_tokens)[1:])
         if self.shuffle:
             permutation = torch.randperm(len(batches), generator=generator).tolist()
             batches = [batches[i] for i in permutation]
         return batches
 
-    def _shard(self, batches: list[list[int]]) -> list[list[int]]:
+    def _shard(self, batches: list[np.ndarray]) -> list[np.ndarray]:
         """This rank's share of ``batches``, padded first when ``pad_to_equal``."""
         if self.pad_to_equal:
             per_rank = -(-len(batches) // self.num_replicas)  # ceil division
@@ -125,19 +127,23 @@ class TokenBucketBatchSampler(Sampler[list[int]]):
         return batches[self.rank :: self.num_replicas]
 
 
-def _cut_by_budget(order: list[int], lengths: list[int], max_tokens: int) -> list[list[int]]:
-    """Cut ``order`` (sorted by increasing length) greedily into batches within budget."""
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    for index in order:
-        # Sorted order: the newest example is the longest, so it sets the padded length.
-        if batch and (len(batch) + 1) * lengths[index] > max_tokens:
-            batches.append(batch)
-            batch = []
-        batch.append(index)
-    if batch:
-        batches.append(batch)
-    return batches
+def batch_starts(sorted_lengths: np.ndarray, max_tokens: int) -> list[int]:
+    """Where each batch starts when examples of these (increasing) lengths are cut greedily:
+    a batch grows while its size times its newest, longest example stays within
+    ``max_tokens``; an example over the budget is a batch alone. One binary search per batch."""
+    starts, start, count = [], 0, len(sorted_lengths)
+    while start < count:
+        starts.append(start)
+        # the largest end with (end - start) * sorted_lengths[end - 1] <= max_tokens, >= start + 1
+        low, high = start + 1, min(count, start + max(1, max_tokens // int(sorted_lengths[start])))
+        while low < high:
+            middle = (low + high + 1) // 2
+            if (middle - start) * int(sorted_lengths[middle - 1]) <= max_tokens:
+                low = middle
+            else:
+                high = middle - 1
+        start = low
+    return starts
 
 
 class ResumableDataLoader(DataLoader):

@@ -3,6 +3,7 @@ training split's text (and cached), tokenizes every stage; ``setup`` builds only
 Lightning step needs."""
 
 from abc import abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,19 @@ class TokenizedDataModule(L.LightningDataModule):
     @abstractmethod
     def build_dataset(self, stage: str, tokenizer: Seq2SeqTokenizer) -> Any: ...
 
+    def tokenizer_corpus(self) -> tuple[Iterable[str] | None, Iterable[str], str | None]:
+        """(sources or None, targets, corpus key or None) to train the tokenizer on: the
+        texts of ``tokenizer_texts``, keyed by their content."""
+        return (*self.tokenizer_texts(), None)
+
     def prepare_data(self) -> None:
         self.load_tokenizer()
 
     def load_tokenizer(self) -> Seq2SeqTokenizer:
         if self.tokenizer is None:
-            sources, targets = self.tokenizer_texts()
+            sources, targets, corpus_key = self.tokenizer_corpus()
             self.tokenizer = load_or_train_tokenizer(
-                self.cache_dir, sources, targets, **self.tokenizer_settings
+                self.cache_dir, sources, targets, **self.tokenizer_settings, corpus_key=corpus_key
             )
         return self.tokenizer
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -88,8 +89,8 @@ class Seq2SeqTokenizer:
     @classmethod
     def train(
         cls,
-        source_texts: list[str] | None,
-        target_texts: list[str],
+        source_texts: Iterable[str] | None,
+        target_texts: Iterable[str],
         kind: str,
         vocab_size: int,
         joint: bool,
@@ -102,7 +103,8 @@ class Seq2SeqTokenizer:
                 raise ValueError("a joint vocabulary needs source texts")
             return cls(None, train_tokenizer(target_texts, kind, vocab_size, min_frequency))
         if joint:
-            shared = train_tokenizer(source_texts + target_texts, kind, vocab_size, min_frequency)
+            both = itertools.chain(source_texts, target_texts)
+            shared = train_tokenizer(both, kind, vocab_size, min_frequency)
             return cls(shared, shared)
         source = train_tokenizer(source_texts, kind, vocab_size, min_frequency)
         target = train_tokenizer(target_texts, kind, vocab_size, min_frequency)
@@ -191,18 +193,21 @@ class Seq2SeqTokenizer:
 
 def load_or_train_tokenizer(
     cache_dir: Path,
-    source_texts: list[str] | None,
-    target_texts: list[str],
+    source_texts: Iterable[str] | None,
+    target_texts: Iterable[str],
     kind: str,
     vocab_size: int,
     joint: bool = False,
     min_frequency: int = 2,
+    corpus_key: str | None = None,
 ) -> Seq2SeqTokenizer:
     """The cached tokenizer for this corpus and these settings, trained on a cache miss;
     ``source_texts=None``: a target tokenizer only (captioning).
 
-    The cache entry is ``cache_dir / "tokenizer-<key>"``. A lock file serializes
-    parallel jobs, so a tokenizer is trained once and never read half-written.
+    The cache entry is ``cache_dir / "tokenizer-<key>"``, keyed by the settings and the corpus:
+    its texts (lists), or ``corpus_key`` (a digest of the corpus files), in which case the
+    texts may be lazy iterables, read only on a cache miss. A lock file serializes parallel
+    jobs, so a tokenizer is trained once and never read half-written.
     """
     settings = {
         "kind": kind,
@@ -210,14 +215,16 @@ def load_or_train_tokenizer(
         "joint": joint,
         "min_frequency": min_frequency,
     }
-    key = _cache_key(source_texts, target_texts, settings)[:16]
+    if corpus_key is None:
+        corpus_key = _corpus_digest(source_texts, target_texts)
+    key = _cache_key(corpus_key, settings)[:16]
     path = cache_dir / f"tokenizer-{key}"
     if source_texts is None:
         expected = [_TARGET_FILE]
     else:
         expected = [_JOINT_FILE] if joint else [_SOURCE_FILE, _TARGET_FILE]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _file_lock(cache_dir / f"tokenizer-{key}.lock"):
+    with file_lock(cache_dir / f"tokenizer-{key}.lock"):
         if all((path / name).exists() for name in expected):
             return Seq2SeqTokenizer.load(path)
         tokenizer = Seq2SeqTokenizer.train(
@@ -240,18 +247,26 @@ def _decode(tokenizer: Tokenizer, ids: list[int]) -> str:
     return tokenizer.decode(kept, skip_special_tokens=False).strip()
 
 
-def _cache_key(
-    source_texts: list[str] | None, target_texts: list[str], settings: dict[str, object]
-) -> str:
-    """SHA-256 hex digest of the settings and both corpora (no source: target only)."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+def _corpus_digest(source_texts: Iterable[str] | None, target_texts: Iterable[str]) -> str:
+    """SHA-256 hex digest of both sides' texts (no source: target only)."""
+    digest = hashlib.sha256()
     if source_texts is None:
         digest.update(b"\0target only\0")
     for side, texts in (("source", source_texts or []), ("target", target_texts)):
-        digest.update(f"\0{side}:{len(texts)}\0".encode())
+        digest.update(f"\0{side}\0".encode())
+        count = 0
         for text in texts:
             digest.update(text.encode())
             digest.update(b"\0")
+            count += 1
+        digest.update(f"\0{count}\0".encode())
+    return digest.hexdigest()
+
+
+def _cache_key(corpus_key: str, settings: dict[str, object]) -> str:
+    """SHA-256 hex digest of the settings and the corpus digest."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    digest.update(corpus_key.encode())
     return digest.hexdigest()
 
 
@@ -268,7 +283,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
     with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -8,29 +8,75 @@ Sources, chosen by config:
 - ``hub_id``: a hub dataset with the two language columns or a ``translation`` column.
 
 The tokenizer is trained on the training split in ``prepare_data`` and cached under
-``cache_dir``; token ids live in a ``datasets.Dataset``; batches come from the length-bucketed
-``TokenBucketBatchSampler``, sharded across DDP ranks (``max_tokens`` is per device).
+``cache_dir``. Token ids are cached there too (``token_cache``): an Arrow table per stage,
+keyed by the corpus content and the tokenizer, built once (in ``num_proc`` processes) and
+memory-mapped by every later run and every DDP rank. Parallel text files are streamed, so
+neither the tokenizer nor the cache needs the corpus in memory. Batches come from the
+length-bucketed ``TokenBucketBatchSampler`` over the table's length columns, sharded across
+DDP ranks (``max_tokens`` is per device).
 """
 
 import csv
 import gzip
 import json
 import logging
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import datasets
+import numpy as np
+import pyarrow.compute as pc
 from torch.utils.data import DataLoader
 
 from encdec.data.batching import TokenBucketBatchSampler, bucketed_loader
 from encdec.data.collate import collate_pairs
 from encdec.data.stages import STAGES, TokenizedDataModule
+from encdec.data.token_cache import digest_files, digest_values, load_or_build
 from encdec.data.tokenization import Seq2SeqTokenizer
 from encdec.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 datasets.disable_progress_bars()
 Pairs = tuple[list[str], list[str]]  # (sources, targets)
+ROW_FEATURES = datasets.Features(
+    {
+        "index": datasets.Value("int64"),
+        "source": datasets.Value("string"),
+        "target": datasets.Value("string"),
+    }
+)
+
+
+def _open(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def stream_lines(path: Path) -> Iterator[str]:
+    """The stripped lines of a plain or .gz UTF-8 text file, one at a time; a bad byte is
+    reported with its line number."""
+    with _open(path) as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                yield raw.decode("utf-8").strip()
+            except UnicodeDecodeError as error:
+                raise UserError(f"{path}:{number}: not valid UTF-8 ({error.reason})") from None
+
+
+def stream_pairs(source_file: str, target_file: str) -> Iterator[dict[str, Any]]:
+    """Rows ``{"index", "source", "target"}`` of two parallel files, read line by line; files
+    of different lengths are refused (after the shorter one ends)."""
+    sources, targets = stream_lines(Path(source_file)), stream_lines(Path(target_file))
+    index = -1
+    for index, (source, target) in enumerate(zip(sources, targets, strict=False)):
+        yield {"index": index, "source": source, "target": target}
+    rest = sum(1 for _ in sources), sum(1 for _ in targets)
+    if any(rest):
+        raise UserError(
+            f"{source_file} has {index + 1 + rest[0]} lines but {target_file} has "
+            f"{index + 1 + rest[1]}: parallel files must have one line per sentence"
+        )
 
 
 def read_lines(path: Path) -> list[str]:
@@ -54,11 +100,28 @@ def _find(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def read_local_split(directory: Path, split: str, source_lang: str, target_lang: str) -> Pairs:
-    """One split from ``directory``: parallel text files, a TSV or a JSONL file."""
+def parallel_files(
+    directory: Path, split: str, source_lang: str, target_lang: str
+) -> tuple[Path, Path] | None:
+    """The split's ``{split}.{lang}[.gz]`` pair of files, if it has one."""
     source_file = _find(directory, f"{split}.{source_lang}")
     target_file = _find(directory, f"{split}.{target_lang}")
-    if source_file and target_file:
+    return (source_file, target_file) if source_file and target_file else None
+
+
+def split_files(directory: Path, split: str, source_lang: str, target_lang: str) -> list[Path]:
+    """The files a local split is read from (for the caches' keys)."""
+    if files := parallel_files(directory, split, source_lang, target_lang):
+        return list(files)
+    return [f for f in (_find(directory, f"{split}.tsv"), _find(directory, f"{split}.jsonl")) if f][
+        :1
+    ]
+
+
+def read_local_split(directory: Path, split: str, source_lang: str, target_lang: str) -> Pairs:
+    """One split from ``directory``: parallel text files, a TSV or a JSONL file."""
+    if files := parallel_files(directory, split, source_lang, target_lang):
+        source_file, target_file = files
         sources, targets = read_lines(source_file), read_lines(target_file)
         if len(sources) != len(targets):
             raise UserError(
@@ -124,6 +187,7 @@ class TranslationDataModule(TokenizedDataModule):
         max_tokens: int = 4096,
         max_length: int = 250,
         num_workers: int = 0,
+        num_proc: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -142,6 +206,7 @@ class TranslationDataModule(TokenizedDataModule):
         }
         self.max_tokens, self.max_length = max_tokens, max_length
         self.num_workers, self.seed = num_workers, seed
+        self.num_proc = num_proc or min(8, os.cpu_count() or 1)  # processes building the cache
         self.tokenizer: Seq2SeqTokenizer | None = None
         self.datasets: dict[str, datasets.Dataset] = {}
         self._texts: dict[str, Pairs] = {}
@@ -169,49 +234,120 @@ class TranslationDataModule(TokenizedDataModule):
             self._texts[stage] = (sources, targets)
         return self._texts[stage]
 
+    def local_parallel_files(self, stage: str) -> tuple[Path, Path] | None:
+        """The stage's two parallel text files, when it is read from such files."""
+        if self.path is None or not self.path.is_dir():
+            return None
+        return parallel_files(self.path, self.splits[stage], self.source_lang, self.target_lang)
+
+    def corpus_digest(self, stage: str) -> str:
+        """A digest of the stage's corpus: of its files when it is read from local files (no
+        need to read them as text), else of its texts."""
+        if self.path is not None and self.path.is_dir():
+            split = self.splits[stage]
+            if files := split_files(self.path, split, self.source_lang, self.target_lang):
+                return digest_values(
+                    "files", self.source_lang, self.target_lang, digest_files(files)
+                )
+        return digest_values("texts", *self.texts(stage))
+
     # ---- tokenizer and datasets (TokenizedDataModule) ----
     def tokenizer_texts(self) -> Pairs:
         return self.texts("train")
 
+    def tokenizer_corpus(self) -> tuple[Iterable[str] | None, Iterable[str], str | None]:
+        """Parallel training files are read lazily (only if the tokenizer is not cached) and
+        keyed by their digest; other sources as ``TokenizedDataModule`` does."""
+        files = self.local_parallel_files("train")
+        if files is None:
+            return super().tokenizer_corpus()
+        return stream_lines(files[0]), stream_lines(files[1]), self.corpus_digest("train")
+
+    def prepare_data(self) -> None:
+        """The tokenizer and the training split's token cache, built once (on one process per
+        node under DDP; the other ranks then map the same files)."""
+        super().prepare_data()
+        self.build_dataset("train", self.load_tokenizer())
+
     def build_dataset(self, stage: str, tokenizer: Seq2SeqTokenizer) -> datasets.Dataset:
-        sources, targets = self.texts(stage)
-        dataset = datasets.Dataset.from_dict(
-            {"index": list(range(len(sources))), "source": sources, "target": targets}
+        """The stage's token cache (memory-mapped), built on a miss."""
+        key = digest_values(
+            self.corpus_digest(stage),
+            digest_values(tokenizer.to_dict()),
+            self.max_length if stage == "train" else None,
+        )[:16]
+        return load_or_build(
+            self.cache_dir,
+            key,
+            lambda work: self.tokenize(stage, tokenizer, work),
+            f"the {stage} split ({self.splits.get(stage, stage)})",
         )
-        dataset = dataset.map(
+
+    def rows(self, stage: str, work_dir: Path) -> datasets.Dataset:
+        """``index``, ``source`` and ``target`` of the stage: parallel files streamed into an
+        Arrow table under ``work_dir``, other sources from their texts."""
+        if files := self.local_parallel_files(stage):
+            try:
+                return datasets.Dataset.from_generator(
+                    stream_pairs,
+                    features=ROW_FEATURES,
+                    gen_kwargs={"source_file": str(files[0]), "target_file": str(files[1])},
+                    cache_dir=str(work_dir),
+                )
+            except datasets.exceptions.DatasetGenerationError as error:
+                if isinstance(error.__cause__, UserError):
+                    raise error.__cause__ from None
+                raise
+        sources, targets = self.texts(stage)
+        rows = {"index": list(range(len(sources))), "source": sources, "target": targets}
+        return datasets.Dataset.from_dict(rows, features=ROW_FEATURES)
+
+    def tokenize(self, stage: str, tokenizer: Seq2SeqTokenizer, work_dir: Path) -> datasets.Dataset:
+        """The stage's rows with their token ids; training drops unusable pairs."""
+        rows = self.rows(stage, work_dir)
+        if len(rows) == 0:
+            raise UserError(f"the {stage} split ('{self.splits.get(stage, stage)}') is empty")
+        num_proc = self.num_proc if len(rows) >= 10_000 else None  # processes cost a start-up
+        dataset = rows.map(
             lambda batch: {
                 "source_ids": tokenizer.encode_source(batch["source"]),
                 "target_ids": tokenizer.encode_target(batch["target"]),
             },
             batched=True,
             batch_size=2048,
+            num_proc=num_proc,
+            desc=f"tokenizing {stage}",
         )
-        if stage == "train":  # evaluation keeps every sentence; training drops unusable pairs
-            before, max_length = len(dataset), self.max_length
-            dataset = dataset.filter(
-                lambda e: all(0 < len(e[key]) <= max_length for key in ("source_ids", "target_ids"))
+        if stage != "train":  # evaluation keeps every sentence
+            return dataset
+        before, max_length = len(dataset), self.max_length
+        dataset = dataset.filter(
+            lambda batch: [
+                0 < len(s) <= max_length and 0 < len(t) <= max_length
+                for s, t in zip(batch["source_ids"], batch["target_ids"], strict=True)
+            ],
+            batched=True,
+            batch_size=2048,
+            num_proc=num_proc,
+            desc="dropping empty and over-long training pairs",
+        )
+        if len(dataset) < before:
+            log.warning(
+                "dropped %d of %d training pairs that are empty or longer than "
+                "data.max_length=%d tokens",
+                before - len(dataset),
+                before,
+                self.max_length,
             )
-            if len(dataset) < before:
-                log.warning(
-                    "dropped %d of %d training pairs that are empty or longer than "
-                    "data.max_length=%d tokens",
-                    before - len(dataset),
-                    before,
-                    self.max_length,
-                )
-            if len(dataset) == 0:
-                raise UserError("no training pairs left after filtering empty/over-long ones")
+        if len(dataset) == 0:
+            raise UserError("no training pairs left after filtering empty/over-long ones")
         return dataset
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[stage]
-        lengths = [
-            max(len(s), len(t)) + 2
-            for s, t in zip(dataset["source_ids"], dataset["target_ids"], strict=True)
-        ]
         trainer = self.trainer
         sampler = TokenBucketBatchSampler(
-            lengths,
+            pair_lengths(dataset),
             self.max_tokens,
             shuffle=shuffle,
             seed=self.seed,
@@ -231,3 +367,13 @@ class TranslationDataModule(TokenizedDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def pair_lengths(dataset: datasets.Dataset) -> np.ndarray:
+    """Each pair's padded cost length, the longer side plus ``<s>``/``</s>``: (rows,) int32,
+    read from the Arrow list columns without making Python lists."""
+    table = dataset.with_format("arrow")[:]  # the table as stored (memory-mapped)
+    sides = [
+        pc.list_value_length(table.column(name)).to_numpy() for name in ("source_ids", "target_ids")
+    ]
+    return (np.maximum(*sides) + 2).astype(np.int32)

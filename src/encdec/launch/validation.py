@@ -81,7 +81,10 @@ FILLED_IN = {
 # nested settings without a _target_ -> the function they are passed to, and its parameters the
 # code fills in
 NESTED: dict[str, tuple[Callable[..., Any], set[str]]] = {
-    "tokenizer": (load_or_train_tokenizer, {"cache_dir", "source_texts", "target_texts"}),
+    "tokenizer": (
+        load_or_train_tokenizer,
+        {"cache_dir", "source_texts", "target_texts", "corpus_key"},
+    ),
 }
 
 

@@ -1,0 +1,82 @@
+"""Token ids cached on disk: built once per corpus and tokenizer, memory-mapped by every run
+and every DDP rank.
+
+A stage's rows (``index``, the raw ``source`` and ``target`` text for references and samples,
+and their ``source_ids`` / ``target_ids``) are an Arrow table that ``datasets`` writes under
+``cache_dir/tokens-<key>/``, the key a digest of the corpus content, the tokenizer and the
+settings that change the rows. A build writes into a temporary directory beside it and renames
+that into place under a lock, with a marker file written last: parallel builders (the ranks of
+a job, two jobs of a sweep) make one cache, a killed build leaves only a temporary directory
+(removed by the next build) and is never read, and a finished cache is read without the lock.
+Loading maps the files into memory: pages are read as batches need them and shared between
+processes, and no Python list of the corpus is made.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import datasets
+
+from encdec.data.tokenization import file_lock
+
+log = logging.getLogger(__name__)
+
+COMPLETE = "encdec_complete.json"  # written last: its presence means the cache is whole
+FORMAT = 1  # bumped when the rows change meaning
+
+
+def digest_files(paths: Iterable[Path], chunk_bytes: int = 1 << 22) -> str:
+    """SHA-256 hex digest of the files' names and bytes, read in chunks."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"\0{path.name}\0".encode())
+        with open(path, "rb") as file:
+            while chunk := file.read(chunk_bytes):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def digest_values(*values: object) -> str:
+    """SHA-256 hex digest of JSON-serialisable values."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def load_or_build(
+    cache_dir: Path, key: str, build: Callable[[Path], datasets.Dataset], what: str
+) -> datasets.Dataset:
+    """The cached table ``key``, built by ``build(work_dir)`` on a miss (``work_dir``: where
+    ``datasets`` may write intermediate files; removed afterwards)."""
+    path = cache_dir / f"tokens-{key}"
+    if not (path / COMPLETE).is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with file_lock(cache_dir / f"tokens-{key}.lock"):
+            if not (path / COMPLETE).is_file():
+                _build(cache_dir, key, path, build, what)
+    return datasets.load_from_disk(str(path))
+
+
+def _build(
+    cache_dir: Path, key: str, path: Path, build: Callable[[Path], datasets.Dataset], what: str
+) -> None:
+    for stale in cache_dir.glob(f".tokens-{key}.*"):  # a build that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    if path.exists():  # torn: no marker
+        shutil.rmtree(path)
+    temp = cache_dir / f".tokens-{key}.{os.getpid()}"
+    work = cache_dir / f".tokens-{key}.{os.getpid()}.work"
+    log.info("building the token cache of %s in %s", what, path)
+    datasets.enable_progress_bars()
+    try:
+        dataset = build(work)
+        dataset.save_to_disk(str(temp))
+        (temp / COMPLETE).write_text(json.dumps({"rows": len(dataset), "format": FORMAT}))
+        os.replace(temp, path)
+    finally:
+        datasets.disable_progress_bars()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)
