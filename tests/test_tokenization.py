@@ -17,6 +17,7 @@ from encdec.data.tokenization import (
     UNK,
     Seq2SeqTokenizer,
     load_or_train_tokenizer,
+    sample_pairs,
     train_tokenizer,
 )
 from encdec.utils.special_tokens import UNK_ID
@@ -221,3 +222,24 @@ def test_parallel_cache_misses_train_once(tmp_path: Path, monkeypatch: pytest.Mo
         thread.join()
     assert len(calls) == 1
     assert len({str(result.to_dict()) for result in results}) == 1
+
+
+def test_sample_pairs_is_uniform_aligned_ordered_and_seeded() -> None:
+    sources = [f"s{i}" for i in range(1000)]
+    targets = [f"t{i}" for i in range(1000)]
+    sampled, sampled_targets = sample_pairs(iter(sources), iter(targets), 100)
+    assert len(sampled) == 100 and [s[1:] for s in sampled] == [t[1:] for t in sampled_targets]
+    positions = [int(s[1:]) for s in sampled]
+    assert positions == sorted(positions)  # corpus order
+    assert 300 < sum(positions) / 100 < 700  # spread over the corpus, not its start
+    assert sample_pairs(sources, targets, 100) == (sampled, sampled_targets)  # seeded
+    assert sample_pairs(sources, targets, 100, seed=1) != (sampled, sampled_targets)
+    assert sample_pairs(sources[:5], targets[:5], 100) == (sources[:5], targets[:5])
+    assert sample_pairs(None, targets, 3)[0] is None
+
+
+def test_a_sampled_tokenizer_has_its_own_cache_entry(tmp_path: Path) -> None:
+    _cached(tmp_path)
+    sampled = _cached(tmp_path, max_pairs=2)
+    assert len(_entries(tmp_path)) == 2
+    assert sampled.target_vocab_size < _cached(tmp_path).target_vocab_size

@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 import os
+import random
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -199,10 +200,13 @@ def load_or_train_tokenizer(
     vocab_size: int,
     joint: bool = False,
     min_frequency: int = 2,
+    max_pairs: int | None = None,
     corpus_key: str | None = None,
 ) -> Seq2SeqTokenizer:
     """The cached tokenizer for this corpus and these settings, trained on a cache miss;
-    ``source_texts=None``: a target tokenizer only (captioning).
+    ``source_texts=None``: a target tokenizer only (captioning). With ``max_pairs`` it is
+    trained on a seeded uniform sample of that many pairs (``sample_pairs``), so a corpus of
+    any size trains it in bounded memory and time.
 
     The cache entry is ``cache_dir / "tokenizer-<key>"``, keyed by the settings and the corpus:
     its texts (lists), or ``corpus_key`` (a digest of the corpus files), in which case the
@@ -214,6 +218,7 @@ def load_or_train_tokenizer(
         "vocab_size": vocab_size,
         "joint": joint,
         "min_frequency": min_frequency,
+        **({"max_pairs": max_pairs} if max_pairs else {}),  # no key change for the default
     }
     if corpus_key is None:
         corpus_key = _corpus_digest(source_texts, target_texts)
@@ -227,11 +232,37 @@ def load_or_train_tokenizer(
     with file_lock(cache_dir / f"tokenizer-{key}.lock"):
         if all((path / name).exists() for name in expected):
             return Seq2SeqTokenizer.load(path)
+        if max_pairs:
+            source_texts, target_texts = sample_pairs(source_texts, target_texts, max_pairs)
         tokenizer = Seq2SeqTokenizer.train(
             source_texts, target_texts, kind, vocab_size, joint, min_frequency
         )
         tokenizer.save(path)
     return tokenizer
+
+
+def sample_pairs(
+    source_texts: Iterable[str] | None, target_texts: Iterable[str], count: int, seed: int = 0
+) -> tuple[list[str] | None, list[str]]:
+    """A uniform random sample of ``count`` (source, target) pairs in corpus order, drawn in
+    one pass by reservoir sampling (memory: the sample); all pairs when there are fewer."""
+    if count < 1:
+        raise ValueError(f"tokenizer.max_pairs must be >= 1, got {count}")
+    generator = random.Random(seed)
+    pairs = (
+        zip(source_texts, target_texts, strict=True)
+        if source_texts is not None
+        else ((None, target) for target in target_texts)
+    )
+    reservoir: list[tuple[int, str | None, str]] = []
+    for index, (source, target) in enumerate(pairs):
+        if index < count:
+            reservoir.append((index, source, target))
+        elif (slot := generator.randrange(index + 1)) < count:
+            reservoir[slot] = (index, source, target)
+    reservoir.sort()
+    sources = None if source_texts is None else [source for _, source, _ in reservoir]
+    return sources, [target for _, _, target in reservoir]
 
 
 def _encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:

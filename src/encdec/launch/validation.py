@@ -70,6 +70,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
             "max_positions",
             "batch_size",
             "image_size",
+            "max_pairs",
+            "num_proc",
         )
     },
 }
