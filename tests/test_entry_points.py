@@ -396,7 +396,9 @@ def test_a_checkpoint_keeps_its_data_and_decoding_limits(tmp_path):
     cfg = compose_config("train", [*TINY_TRAIN["attention"], "test=false"], tmp_path / "run")
     train(cfg)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    limits = DecodingConfig(max_len_a=cfg.decoding.max_len_a, max_len_b=cfg.decoding.max_len_b)
+    limits = DecodingConfig(
+        max_len_a=cfg.decoding.max_len_a, max_len_b=cfg.decoding.max_len_b, seed=cfg.seed
+    )  # the sampling seed is the run's
     assert limits.max_len_a == 4  # data=scan's, not DecodingConfig's 1.5
     assert load_network(ckpt)[0].decoding == limits
     assert load_model(ckpt).decoding == limits
