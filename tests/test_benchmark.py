@@ -122,3 +122,37 @@ def test_timed_batches_count_across_epochs():
     assert starts[:2] == [0.0, 0.0] and starts[2] > 0
     assert len(set(starts[2:])) == 1  # not restarted in the second epoch
     assert len(timer.batches) == 3 and timer.seconds > 0  # the sixth batch is not timed
+
+
+def test_memory_benchmark_samples_the_run_and_writes_a_table(tmp_path):
+    out = tmp_path / "memory"
+    command = [
+        sys.executable,
+        "scripts/memory_benchmark.py",
+        "--minutes",
+        "0.2",
+        "--interval",
+        "2",
+        "--reference-minute",
+        "0.05",
+        "--output",
+        str(out),
+        "--",
+        "model=transformer",  # SCAN, generated: the default data
+        *TINY,
+        "data.tokenizer.vocab_size=100",
+        "logger=csv",
+        "callbacks=none",
+        "trainer.max_epochs=100",
+        "trainer.enable_progress_bar=false",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((out / "memory.json").read_text())
+    assert "trainer.max_time=00:00:00:12" in record["command"] and "test=false" in record["command"]
+    rss = [sample["rss_mb"] for sample in record["samples"]]
+    assert len(rss) >= 3 and all(100 < value < 10_000 for value in rss)  # a Python + torch process
+    table = (out / "memory.md").read_text().splitlines()
+    assert table[0] == "| minute | RSS (MB) | vs minute 0.05 |" and len(table) == 2 + len(rss)
