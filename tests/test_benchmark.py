@@ -156,3 +156,22 @@ def test_memory_benchmark_samples_the_run_and_writes_a_table(tmp_path):
     assert len(rss) >= 3 and all(100 < value < 10_000 for value in rss)  # a Python + torch process
     table = (out / "memory.md").read_text().splitlines()
     assert table[0] == "| minute | RSS (MB) | vs minute 0.05 |" and len(table) == 2 + len(rss)
+
+
+def test_make_large_corpus_repeats_training_and_copies_evaluation(tmp_path):
+    write_corpus(tmp_path / "small")
+    out = tmp_path / "large"
+    script = [sys.executable, "scripts/make_large_corpus.py", str(tmp_path / "small"), str(out)]
+    result = subprocess.run([*script, "--repeat", "3"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "600 training pairs (3 x 200)" in result.stdout
+    for lang in ("de", "en"):
+        small = (tmp_path / "small" / f"train.{lang}").read_text()
+        assert (out / f"train.{lang}").read_text() == small * 3
+        assert (out / f"test_2016_flickr.{lang}").read_bytes() == (
+            tmp_path / "small" / f"test_2016_flickr.{lang}"
+        ).read_bytes()
+    refused = subprocess.run([*script, "--repeat", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert (
+        refused.returncode == 2 and refused.stderr.strip() == "error: --repeat must be >= 1, got 0"
+    )
