@@ -46,7 +46,7 @@ def scan_config(family: str, seed: int, dropout: float = 0.1) -> dict:
     return {
         "seed": seed,
         "monitor": "val/exact_match",
-        "decoding": {"beam_size": 1},
+        "decoding": {"beam_size": 1, "seed": seed},  # the sampling seed follows the run's
         "data": {
             "_target_": "encdec.data.scan.ScanDataModule",
             "split": "simple",

@@ -188,7 +188,7 @@ def read_wandb_group(group: str, project: str, entity: str | None = None) -> lis
     return runs
 
 
-IGNORED_IN_VARIANTS = ("seed", "paths", "task_name", "tags", "ckpt_path", "resume", "data.seed")
+IGNORED_IN_VARIANTS = ("paths", "task_name", "tags", "ckpt_path", "resume")  # and every *seed
 RUN_PATH_KEYS = ("dir", "dirpath", "path", "save_dir", "default_root_dir")  # differ per run
 
 
@@ -202,7 +202,9 @@ def variants(runs: list[Run]) -> dict[str, str]:
             r.name: {
                 k: v
                 for k, v in flatten(r.config).items()
-                if not k.startswith(IGNORED_IN_VARIANTS) and k != "parameters"
+                if not k.startswith(IGNORED_IN_VARIANTS)
+                and k != "parameters"
+                and k.rsplit(".", 1)[-1] != "seed"  # the run's seed, wherever it is used
             }
             for r in members
         }
