@@ -30,14 +30,17 @@ def source_batch(token_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torc
 
 
 def collate_pairs(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Examples with ``source_ids``, ``target_ids``, ``source``, ``target``, ``index``."""
+    """Examples with ``source_ids``, ``target_ids``, ``index`` and, for evaluation, the texts
+    ``source`` and ``target`` (the batch's ``source_text`` and ``references``)."""
     src, src_mask = source_batch([e["source_ids"] for e in examples])
-    return {
+    batch = {
         "source": src,
         "source_mask": src_mask,
         "target_in": pad([[BOS_ID, *e["target_ids"]] for e in examples]),
         "target_out": pad([[*e["target_ids"], EOS_ID] for e in examples]),
         "index": torch.tensor([e["index"] for e in examples], dtype=torch.long),
-        "source_text": [e["source"] for e in examples],
-        "references": [e["target"] for e in examples],
     }
+    if "target" in examples[0]:
+        batch["source_text"] = [e["source"] for e in examples]
+        batch["references"] = [e["target"] for e in examples]
+    return batch

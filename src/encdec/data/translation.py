@@ -27,7 +27,6 @@ from typing import IO, Any
 
 import datasets
 import numpy as np
-import pyarrow.compute as pc
 from torch.utils.data import DataLoader
 
 from encdec.data.batching import TokenBucketBatchSampler, bucketed_loader
@@ -303,19 +302,30 @@ class TranslationDataModule(TokenizedDataModule):
         return datasets.Dataset.from_dict(rows, features=ROW_FEATURES)
 
     def tokenize(self, stage: str, tokenizer: Seq2SeqTokenizer, work_dir: Path) -> datasets.Dataset:
-        """The stage's rows with their token ids; training drops unusable pairs."""
+        """The stage's rows with their token ids (the smallest integer type that holds the
+        vocabulary) and padded cost ``length``; training drops unusable pairs and keeps no
+        text (only evaluation needs references)."""
         rows = self.rows(stage, work_dir)
         if len(rows) == 0:
             raise UserError(f"the {stage} split ('{self.splits.get(stage, stage)}') is empty")
         num_proc = self.num_proc if len(rows) >= 10_000 else None  # processes cost a start-up
+        largest = max(tokenizer.vocab_sizes().values())
+        ids = datasets.List(datasets.Value("uint16" if largest <= 2**16 else "int32"))
+        features = datasets.Features(
+            {
+                **ROW_FEATURES,
+                "source_ids": ids,
+                "target_ids": ids,
+                "length": datasets.Value("int32"),
+            }
+        )
         dataset = rows.map(
-            lambda batch: {
-                "source_ids": tokenizer.encode_source(batch["source"]),
-                "target_ids": tokenizer.encode_target(batch["target"]),
-            },
+            lambda batch: encode_pairs(tokenizer, batch),
             batched=True,
             batch_size=2048,
+            writer_batch_size=20_000,  # few, large record batches
             num_proc=num_proc,
+            features=features,
             desc=f"tokenizing {stage}",
         )
         if stage != "train":  # evaluation keeps every sentence
@@ -341,7 +351,7 @@ class TranslationDataModule(TokenizedDataModule):
             )
         if len(dataset) == 0:
             raise UserError("no training pairs left after filtering empty/over-long ones")
-        return dataset
+        return dataset.remove_columns(["source", "target"])
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[stage]
@@ -369,11 +379,18 @@ class TranslationDataModule(TokenizedDataModule):
         return self._loader("test", shuffle=False)
 
 
+def encode_pairs(tokenizer: Seq2SeqTokenizer, batch: dict[str, list]) -> dict[str, list]:
+    """Token ids of a batch of rows, and each pair's padded cost length: the longer side plus
+    ``<s>``/``</s>``."""
+    sources = tokenizer.encode_source(batch["source"])
+    targets = tokenizer.encode_target(batch["target"])
+    lengths = [max(len(s), len(t)) + 2 for s, t in zip(sources, targets, strict=True)]
+    return {"source_ids": sources, "target_ids": targets, "length": lengths}
+
+
 def pair_lengths(dataset: datasets.Dataset) -> np.ndarray:
-    """Each pair's padded cost length, the longer side plus ``<s>``/``</s>``: (rows,) int32,
-    read from the Arrow list columns without making Python lists."""
-    table = dataset.with_format("arrow")[:]  # the table as stored (memory-mapped)
-    sides = [
-        pc.list_value_length(table.column(name)).to_numpy() for name in ("source_ids", "target_ids")
-    ]
-    return (np.maximum(*sides) + 2).astype(np.int32)
+    """Each pair's padded cost length, (rows,) int32: the cached table's ``length`` column,
+    read as one array (no Python list; the token columns are not touched)."""
+    if dataset._indices is not None:  # a selection of rows: not the table's order
+        return np.asarray(dataset["length"], dtype=np.int32)
+    return dataset.data.column("length").to_numpy().astype(np.int32, copy=False)
