@@ -76,11 +76,12 @@ def main() -> None:
     while process.poll() is None:
         time.sleep(min(args.interval, 5.0))
         elapsed = time.monotonic() - started
-        if not samples or elapsed - samples[-1]["seconds"] >= args.interval:
+        due = not samples or elapsed - samples[-1]["seconds"] >= args.interval
+        if due and (rss := rss_mb(process_tree(process.pid))) > 0:  # 0: the run is ending
             samples.append(
                 {
                     "seconds": round(elapsed, 1),
-                    "rss_mb": round(rss_mb(process_tree(process.pid)), 1),
+                    "rss_mb": round(rss, 1),
                 }
             )
     args.output.mkdir(parents=True, exist_ok=True)
