@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -112,11 +113,11 @@ class OneCaptionPerImageSampler(TokenBucketBatchSampler):
         self.first = torch.as_tensor(first, dtype=torch.long)
         self.count = torch.as_tensor(count, dtype=torch.long)
 
-    def _epoch_batches(self) -> list[list[int]]:
+    def _epoch_batches(self) -> list[np.ndarray]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch + 7919)
         draws = (torch.rand(len(self.count), generator=generator) * self.count).long()
-        chosen = (self.first + draws).tolist()  # draws < count: rand() < 1
-        return [[chosen[i] for i in batch] for batch in super()._epoch_batches()]
+        chosen = (self.first + draws).numpy()  # draws < count: rand() < 1
+        return [chosen[batch] for batch in super()._epoch_batches()]
 
 
 class CaptioningDataModule(TokenizedDataModule):

@@ -18,6 +18,7 @@ DDP ranks (``max_tokens`` is per device).
 
 import csv
 import gzip
+import itertools
 import json
 import logging
 import os
@@ -65,17 +66,17 @@ def stream_lines(path: Path) -> Iterator[str]:
 
 def stream_pairs(source_file: str, target_file: str) -> Iterator[dict[str, Any]]:
     """Rows ``{"index", "source", "target"}`` of two parallel files, read line by line; files
-    of different lengths are refused (after the shorter one ends)."""
+    of different lengths are refused when the shorter one ends."""
     sources, targets = stream_lines(Path(source_file)), stream_lines(Path(target_file))
-    index = -1
-    for index, (source, target) in enumerate(zip(sources, targets, strict=False)):
+    for index, (source, target) in enumerate(itertools.zip_longest(sources, targets)):
+        if source is None or target is None:
+            longer = 1 + sum(1 for _ in (targets if source is None else sources))
+            counts = (index, index + longer) if source is None else (index + longer, index)
+            raise UserError(
+                f"{source_file} has {counts[0]} lines but {target_file} has {counts[1]}: "
+                "parallel files must have one line per sentence"
+            )
         yield {"index": index, "source": source, "target": target}
-    rest = sum(1 for _ in sources), sum(1 for _ in targets)
-    if any(rest):
-        raise UserError(
-            f"{source_file} has {index + 1 + rest[0]} lines but {target_file} has "
-            f"{index + 1 + rest[1]}: parallel files must have one line per sentence"
-        )
 
 
 def read_lines(path: Path) -> list[str]:
@@ -260,7 +261,9 @@ class TranslationDataModule(TokenizedDataModule):
         files = self.local_parallel_files("train")
         if files is None:
             return super().tokenizer_corpus()
-        return stream_lines(files[0]), stream_lines(files[1]), self.corpus_digest("train")
+        sources = (row["source"] for row in stream_pairs(str(files[0]), str(files[1])))
+        targets = (row["target"] for row in stream_pairs(str(files[0]), str(files[1])))
+        return sources, targets, self.corpus_digest("train")  # each refuses files of unequal length
 
     def prepare_data(self) -> None:
         """The tokenizer and the training split's token cache, built once (on one process per
