@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encdec.data import translation
+from encdec.data import token_cache, translation
 from encdec.data.token_cache import COMPLETE
 from encdec.data.translation import TranslationDataModule, pair_lengths
 from tests.test_translation_data import PAIRS, _module, _write_parallel
@@ -80,6 +80,17 @@ def _build(directory: str, delay: float) -> int:
     time.sleep(delay)
     module = fitted(Path(directory))
     return len(module.datasets["train"])
+
+
+def test_a_cache_of_another_format_is_not_read(tmp_path, monkeypatch):
+    fitted(corpus(tmp_path))
+    monkeypatch.setattr(token_cache, "FORMAT", token_cache.FORMAT + 1)
+    fitted(tmp_path)  # rebuilt beside the old ones, not read
+    names = caches(tmp_path)
+    assert len(names) == 4 and {name.split("-")[1] for name in names} == {
+        f"v{token_cache.FORMAT - 1}",
+        f"v{token_cache.FORMAT}",
+    }
 
 
 def test_two_processes_building_the_same_cache_make_one(tmp_path):

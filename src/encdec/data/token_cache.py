@@ -1,13 +1,16 @@
 """Token ids cached on disk: built once per corpus and tokenizer, memory-mapped by every run
 and every DDP rank.
 
-A stage's rows (``index``, the raw ``source`` and ``target`` text for references and samples,
-and their ``source_ids`` / ``target_ids``) are an Arrow table that ``datasets`` writes under
-``cache_dir/tokens-<key>/``, the key a digest of the corpus content, the tokenizer and the
-settings that change the rows. A build writes into a temporary directory beside it and renames
-that into place under a lock, with a marker file written last: parallel builders (the ranks of
-a job, two jobs of a sweep) make one cache, a killed build leaves only a temporary directory
-(removed by the next build) and is never read, and a finished cache is read without the lock.
+A stage's rows (``index``, ``source_ids`` / ``target_ids``, the padded cost ``length`` and,
+for evaluation, the raw ``source`` and ``target`` text) are an Arrow table that ``datasets``
+writes under
+``cache_dir/tokens-v<FORMAT>-<key>/``, the key a digest of the corpus content, the tokenizer
+and the settings that change the rows; ``FORMAT`` changes with the rows' layout, so a cache
+written by another version is never read. A build writes into a temporary directory beside
+it and renames that into place under a lock, with a marker file written last: parallel
+builders (the ranks of a job, two jobs of a sweep) make one cache, a killed build leaves only a
+temporary directory (removed by the next build) and is never read, and a finished cache is read
+without the lock.
 Loading maps the files into memory: pages are read as batches need them and shared between
 processes, and no Python list of the corpus is made.
 """
@@ -27,7 +30,7 @@ from encdec.data.tokenization import file_lock
 log = logging.getLogger(__name__)
 
 COMPLETE = "encdec_complete.json"  # written last: its presence means the cache is whole
-FORMAT = 1  # bumped when the rows change meaning
+FORMAT = 2  # bumped when the rows' layout changes (2: uint16/int32 ids, length, no train text)
 
 
 def digest_files(paths: Iterable[Path], chunk_bytes: int = 1 << 22) -> str:
@@ -51,6 +54,7 @@ def load_or_build(
 ) -> datasets.Dataset:
     """The cached table ``key``, built by ``build(work_dir)`` on a miss (``work_dir``: where
     ``datasets`` may write intermediate files; removed afterwards)."""
+    key = f"v{FORMAT}-{key}"
     path = cache_dir / f"tokens-{key}"
     if not (path / COMPLETE).is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
