@@ -81,16 +81,7 @@ def stream_pairs(source_file: str, target_file: str) -> Iterator[dict[str, Any]]
 
 def read_lines(path: Path) -> list[str]:
     """Lines of a plain or .gz UTF-8 text file; a bad byte is reported with its line number."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as file:
-        raw_lines = file.read().splitlines()
-    lines = []
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            lines.append(raw.decode("utf-8").strip())
-        except UnicodeDecodeError as error:
-            raise UserError(f"{path}:{number}: not valid UTF-8 ({error.reason})") from None
-    return lines
+    return list(stream_lines(path))
 
 
 def _find(directory: Path, stem: str) -> Path | None:
@@ -121,14 +112,8 @@ def split_files(directory: Path, split: str, source_lang: str, target_lang: str)
 def read_local_split(directory: Path, split: str, source_lang: str, target_lang: str) -> Pairs:
     """One split from ``directory``: parallel text files, a TSV or a JSONL file."""
     if files := parallel_files(directory, split, source_lang, target_lang):
-        source_file, target_file = files
-        sources, targets = read_lines(source_file), read_lines(target_file)
-        if len(sources) != len(targets):
-            raise UserError(
-                f"{source_file} has {len(sources)} lines but {target_file} has "
-                f"{len(targets)}: parallel files must have one line per sentence"
-            )
-        return sources, targets
+        rows = list(stream_pairs(str(files[0]), str(files[1])))
+        return [row["source"] for row in rows], [row["target"] for row in rows]
     if tsv := _find(directory, f"{split}.tsv"):
         rows = list(csv.DictReader(read_lines(tsv), delimiter="\t", quoting=csv.QUOTE_NONE))
         return _columns(rows, source_lang, target_lang, tsv)
@@ -210,6 +195,7 @@ class TranslationDataModule(TokenizedDataModule):
         self.tokenizer: Seq2SeqTokenizer | None = None
         self.datasets: dict[str, datasets.Dataset] = {}
         self._texts: dict[str, Pairs] = {}
+        self._digests: dict[str, str] = {}  # corpus_digest per stage: files hashed once a run
 
     # ---- raw text ----
     def read_split(self, stage: str) -> Pairs:
@@ -242,14 +228,19 @@ class TranslationDataModule(TokenizedDataModule):
 
     def corpus_digest(self, stage: str) -> str:
         """A digest of the stage's corpus: of its files when it is read from local files (no
-        need to read them as text), else of its texts."""
-        if self.path is not None and self.path.is_dir():
-            split = self.splits[stage]
-            if files := split_files(self.path, split, self.source_lang, self.target_lang):
-                return digest_values(
-                    "files", self.source_lang, self.target_lang, digest_files(files)
-                )
-        return digest_values("texts", *self.texts(stage))
+        need to read them as text), else of its texts. Computed once per stage (the tokenizer's
+        and the token cache's keys both need the training split's)."""
+        if stage not in self._digests:
+            files = []
+            if self.path is not None and self.path.is_dir():
+                split = self.splits[stage]
+                files = split_files(self.path, split, self.source_lang, self.target_lang)
+            self._digests[stage] = (
+                digest_values("files", self.source_lang, self.target_lang, digest_files(files))
+                if files
+                else digest_values("texts", *self.texts(stage))
+            )
+        return self._digests[stage]
 
     # ---- tokenizer and datasets (TokenizedDataModule) ----
     def tokenizer_texts(self) -> Pairs:
@@ -261,9 +252,10 @@ class TranslationDataModule(TokenizedDataModule):
         files = self.local_parallel_files("train")
         if files is None:
             return super().tokenizer_corpus()
+        # the source side goes through stream_pairs, which refuses files of unequal length
+        # before either side ends; the target side needs only its own file
         sources = (row["source"] for row in stream_pairs(str(files[0]), str(files[1])))
-        targets = (row["target"] for row in stream_pairs(str(files[0]), str(files[1])))
-        return sources, targets, self.corpus_digest("train")  # each refuses files of unequal length
+        return sources, stream_lines(files[1]), self.corpus_digest("train")
 
     def prepare_data(self) -> None:
         """The tokenizer and the training split's token cache, built once (on one process per
@@ -393,7 +385,6 @@ def encode_pairs(tokenizer: Seq2SeqTokenizer, batch: dict[str, list]) -> dict[st
 
 def pair_lengths(dataset: datasets.Dataset) -> np.ndarray:
     """Each pair's padded cost length, (rows,) int32: the cached table's ``length`` column,
-    read as one array (no Python list; the token columns are not touched)."""
-    if dataset._indices is not None:  # a selection of rows: not the table's order
-        return np.asarray(dataset["length"], dtype=np.int32)
+    read as one array (no Python list; the token columns are not touched). The table is one
+    loaded from the cache, so its rows are in the table's order."""
     return dataset.data.column("length").to_numpy().astype(np.int32, copy=False)
