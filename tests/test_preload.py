@@ -72,6 +72,7 @@ def test_nothing_added_when_turned_off_or_already_loaded(fake_libraries, monkeyp
 def test_without_the_libraries_the_log_says_what_a_run_got(fake_libraries, monkeypatch, tmp_path):
     monkeypatch.setattr(preload, "LIBRARY_DIRS", (str(tmp_path / "empty"),))
     monkeypatch.setattr(preload, "is_amd_cpu_with_avx512", lambda: False)
+    monkeypatch.setenv("ENCDEC_MALLOC_TUNING", "0")
     assert preload.preload_environment()["LD_PRELOAD"] == ""
     line = preload.loaded_libraries()
     assert line == "allocator: the C library's malloc; fp32 matmuls: MKL as it chooses"

@@ -2,3 +2,7 @@
 attention RNN, Transformer; image encoders) with Hydra + Lightning."""
 
 __version__ = "0.2.0"
+
+from encdec.utils.allocator import keep_freed_memory
+
+keep_freed_memory()  # glibc keeps freed memory instead of faulting it back in each step

@@ -2,9 +2,8 @@
 and every DDP rank.
 
 A stage's rows (``index``, ``source_ids`` / ``target_ids``, the padded cost ``length`` and,
-for evaluation, the raw ``source`` and ``target`` text) are an Arrow table that ``datasets``
-writes under
-``cache_dir/tokens-v<FORMAT>-<key>/``, the key a digest of the corpus content, the tokenizer
+for evaluation, the raw ``source`` and ``target`` text) are an Arrow file, ``tokens.arrow``
+under ``cache_dir/tokens-v<FORMAT>-<key>/``, the key a digest of the corpus content, the tokenizer
 and the settings that change the rows; ``FORMAT`` changes with the rows' layout, so a cache
 written by another version is never read. A build writes into a temporary directory beside
 it and renames that into place under a lock, with a marker file written last: parallel
@@ -30,7 +29,8 @@ from encdec.data.tokenization import file_lock
 log = logging.getLogger(__name__)
 
 COMPLETE = "encdec_complete.json"  # written last: its presence means the cache is whole
-FORMAT = 2  # bumped when the rows' layout changes (2: uint16/int32 ids, length, no train text)
+TABLE = "tokens.arrow"  # the rows: one Arrow stream file
+FORMAT = 3  # bumped when the layout changes (2: uint16/int32 ids, length, no train text; 3: one file)
 
 
 def digest_files(paths: Iterable[Path], chunk_bytes: int = 1 << 22) -> str:
@@ -50,10 +50,10 @@ def digest_values(*values: object) -> str:
 
 
 def load_or_build(
-    cache_dir: Path, key: str, build: Callable[[Path], datasets.Dataset], what: str
+    cache_dir: Path, key: str, build: Callable[[Path], int], what: str
 ) -> datasets.Dataset:
-    """The cached table ``key``, built by ``build(work_dir)`` on a miss (``work_dir``: where
-    ``datasets`` may write intermediate files; removed afterwards)."""
+    """The cached table ``key``, written by ``build(arrow_file)`` (which returns its number of
+    rows) on a miss, memory-mapped."""
     key = f"v{FORMAT}-{key}"
     path = cache_dir / f"tokens-{key}"
     if not (path / COMPLETE).is_file():
@@ -61,26 +61,22 @@ def load_or_build(
         with file_lock(cache_dir / f"tokens-{key}.lock"):
             if not (path / COMPLETE).is_file():
                 _build(cache_dir, key, path, build, what)
-    return datasets.load_from_disk(str(path))
+    return datasets.Dataset.from_file(str(path / TABLE))
 
 
-def _build(
-    cache_dir: Path, key: str, path: Path, build: Callable[[Path], datasets.Dataset], what: str
-) -> None:
+def _build(cache_dir: Path, key: str, path: Path, build: Callable[[Path], int], what: str) -> None:
     for stale in cache_dir.glob(f".tokens-{key}.*"):  # a build that was killed
         shutil.rmtree(stale, ignore_errors=True)
     if path.exists():  # torn: no marker
         shutil.rmtree(path)
     temp = cache_dir / f".tokens-{key}.{os.getpid()}"
-    work = cache_dir / f".tokens-{key}.{os.getpid()}.work"
+    temp.mkdir()
     log.info("building the token cache of %s in %s", what, path)
     datasets.enable_progress_bars()
     try:
-        dataset = build(work)
-        dataset.save_to_disk(str(temp))
-        (temp / COMPLETE).write_text(json.dumps({"rows": len(dataset), "format": FORMAT}))
+        rows = build(temp / TABLE)
+        (temp / COMPLETE).write_text(json.dumps({"rows": rows, "format": FORMAT}))
         os.replace(temp, path)
     finally:
         datasets.disable_progress_bars()
-        shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(temp, ignore_errors=True)

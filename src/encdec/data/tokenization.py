@@ -266,7 +266,7 @@ def sample_pairs(
 
 
 def _encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
-    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)  # no offsets
     return [encoding.ids for encoding in encodings]
 
 

@@ -28,6 +28,9 @@ from typing import IO, Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
+from datasets.arrow_writer import ArrowWriter
+from datasets.utils.tqdm import tqdm
 from torch.utils.data import DataLoader
 
 from encdec.data.batching import TokenBucketBatchSampler, bucketed_loader
@@ -40,13 +43,7 @@ from encdec.utils.errors import UserError
 log = logging.getLogger(__name__)
 datasets.disable_progress_bars()
 Pairs = tuple[list[str], list[str]]  # (sources, targets)
-ROW_FEATURES = datasets.Features(
-    {
-        "index": datasets.Value("int64"),
-        "source": datasets.Value("string"),
-        "target": datasets.Value("string"),
-    }
-)
+CHUNK_PAIRS = 20_000  # pairs tokenized and written at a time: memory stays bounded
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -64,8 +61,8 @@ def stream_lines(path: Path) -> Iterator[str]:
                 raise UserError(f"{path}:{number}: not valid UTF-8 ({error.reason})") from None
 
 
-def stream_pairs(source_file: str, target_file: str) -> Iterator[dict[str, Any]]:
-    """Rows ``{"index", "source", "target"}`` of two parallel files, read line by line; files
+def stream_pairs(source_file: str, target_file: str) -> Iterator[tuple[str, str]]:
+    """The ``(source, target)`` pairs of two parallel files, read line by line; files
     of different lengths are refused when the shorter one ends."""
     sources, targets = stream_lines(Path(source_file)), stream_lines(Path(target_file))
     for index, (source, target) in enumerate(itertools.zip_longest(sources, targets)):
@@ -76,7 +73,7 @@ def stream_pairs(source_file: str, target_file: str) -> Iterator[dict[str, Any]]
                 f"{source_file} has {counts[0]} lines but {target_file} has {counts[1]}: "
                 "parallel files must have one line per sentence"
             )
-        yield {"index": index, "source": source, "target": target}
+        yield source, target
 
 
 def read_lines(path: Path) -> list[str]:
@@ -112,8 +109,8 @@ def split_files(directory: Path, split: str, source_lang: str, target_lang: str)
 def read_local_split(directory: Path, split: str, source_lang: str, target_lang: str) -> Pairs:
     """One split from ``directory``: parallel text files, a TSV or a JSONL file."""
     if files := parallel_files(directory, split, source_lang, target_lang):
-        rows = list(stream_pairs(str(files[0]), str(files[1])))
-        return [row["source"] for row in rows], [row["target"] for row in rows]
+        pairs = list(stream_pairs(str(files[0]), str(files[1])))
+        return [source for source, _ in pairs], [target for _, target in pairs]
     if tsv := _find(directory, f"{split}.tsv"):
         rows = list(csv.DictReader(read_lines(tsv), delimiter="\t", quoting=csv.QUOTE_NONE))
         return _columns(rows, source_lang, target_lang, tsv)
@@ -254,7 +251,7 @@ class TranslationDataModule(TokenizedDataModule):
             return super().tokenizer_corpus()
         # the source side goes through stream_pairs, which refuses files of unequal length
         # before either side ends; the target side needs only its own file
-        sources = (row["source"] for row in stream_pairs(str(files[0]), str(files[1])))
+        sources = (source for source, _ in stream_pairs(str(files[0]), str(files[1])))
         return sources, stream_lines(files[1]), self.corpus_digest("train")
 
     def prepare_data(self) -> None:
@@ -273,80 +270,57 @@ class TranslationDataModule(TokenizedDataModule):
         return load_or_build(
             self.cache_dir,
             key,
-            lambda work: self.tokenize(stage, tokenizer, work),
+            lambda arrow_file: self.tokenize(stage, arrow_file, tokenizer),
             f"the {stage} split ({self.splits.get(stage, stage)})",
         )
 
-    def rows(self, stage: str, work_dir: Path) -> datasets.Dataset:
-        """``index``, ``source`` and ``target`` of the stage: parallel files streamed into an
-        Arrow table under ``work_dir``, other sources from their texts."""
+    def pair_chunks(self, stage: str) -> Iterator[Pairs]:
+        """The stage's (sources, targets), ``CHUNK_PAIRS`` at a time: parallel files streamed,
+        other sources sliced from their texts."""
         if files := self.local_parallel_files(stage):
-            try:
-                return datasets.Dataset.from_generator(
-                    stream_pairs,
-                    features=ROW_FEATURES,
-                    gen_kwargs={"source_file": str(files[0]), "target_file": str(files[1])},
-                    cache_dir=str(work_dir),
-                )
-            except datasets.exceptions.DatasetGenerationError as error:
-                if isinstance(error.__cause__, UserError):
-                    raise error.__cause__ from None
-                raise
+            pairs = stream_pairs(str(files[0]), str(files[1]))
+            while chunk := list(itertools.islice(pairs, CHUNK_PAIRS)):
+                yield [source for source, _ in chunk], [target for _, target in chunk]
+            return
         sources, targets = self.texts(stage)
-        rows = {"index": list(range(len(sources))), "source": sources, "target": targets}
-        return datasets.Dataset.from_dict(rows, features=ROW_FEATURES)
+        for start in range(0, len(sources), CHUNK_PAIRS):
+            yield sources[start : start + CHUNK_PAIRS], targets[start : start + CHUNK_PAIRS]
 
-    def tokenize(self, stage: str, tokenizer: Seq2SeqTokenizer, work_dir: Path) -> datasets.Dataset:
-        """The stage's rows with their token ids (the smallest integer type that holds the
-        vocabulary) and padded cost ``length``; training drops unusable pairs and keeps no
-        text (only evaluation needs references)."""
-        rows = self.rows(stage, work_dir)
-        if len(rows) == 0:
-            raise UserError(f"the {stage} split ('{self.splits.get(stage, stage)}') is empty")
-        num_proc = self.num_proc if len(rows) >= 10_000 else None  # processes cost a start-up
+    def tokenize(self, stage: str, arrow_file: Path, tokenizer: Seq2SeqTokenizer) -> int:
+        """Write the stage's rows with their token ids (the smallest integer type that holds
+        the vocabulary) and padded cost ``length`` to ``arrow_file``, a chunk at a time (the
+        tokenizer's threads encode each chunk in parallel); training drops unusable pairs and
+        keeps no text (only evaluation needs references). Returns the number of rows."""
         largest = max(tokenizer.vocab_sizes().values())
-        ids = datasets.List(datasets.Value("uint16" if largest <= 2**16 else "int32"))
-        features = datasets.Features(
-            {
-                **ROW_FEATURES,
-                "source_ids": ids,
-                "target_ids": ids,
-                "length": datasets.Value("int32"),
-            }
-        )
-        dataset = rows.map(
-            lambda batch: encode_pairs(tokenizer, batch),
-            batched=True,
-            batch_size=2048,
-            writer_batch_size=20_000,  # few, large record batches
-            num_proc=num_proc,
-            features=features,
-            desc=f"tokenizing {stage}",
-        )
-        if stage != "train":  # evaluation keeps every sentence
-            return dataset
-        before, max_length = len(dataset), self.max_length
-        dataset = dataset.filter(
-            lambda batch: [
-                0 < len(s) <= max_length and 0 < len(t) <= max_length
-                for s, t in zip(batch["source_ids"], batch["target_ids"], strict=True)
-            ],
-            batched=True,
-            batch_size=2048,
-            num_proc=num_proc,
-            desc="dropping empty and over-long training pairs",
-        )
-        if len(dataset) < before:
+        id_type = np.uint16 if largest <= 2**16 else np.int32
+        keep_text = stage != "train"
+        max_length = None if keep_text else self.max_length
+        read = written = 0
+        with (
+            ArrowWriter(features=row_features(id_type, keep_text), path=str(arrow_file)) as writer,
+            tqdm(desc=f"tokenizing {stage}", unit=" pairs") as progress,
+        ):
+            for sources, targets in self.pair_chunks(stage):
+                table = encoded_table(tokenizer, sources, targets, read, id_type, max_length)
+                if not keep_text:
+                    table = table.drop_columns(["source", "target"])
+                writer.write_table(table)
+                read, written = read + len(sources), written + table.num_rows
+                progress.update(len(sources))
+            writer.finalize()
+        if read == 0:
+            raise UserError(f"the {stage} split ('{self.splits.get(stage, stage)}') is empty")
+        if written < read:
             log.warning(
                 "dropped %d of %d training pairs that are empty or longer than "
                 "data.max_length=%d tokens",
-                before - len(dataset),
-                before,
+                read - written,
+                read,
                 self.max_length,
             )
-        if len(dataset) == 0:
+        if written == 0:
             raise UserError("no training pairs left after filtering empty/over-long ones")
-        return dataset.remove_columns(["source", "target"])
+        return written
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[stage]
@@ -374,13 +348,67 @@ class TranslationDataModule(TokenizedDataModule):
         return self._loader("test", shuffle=False)
 
 
-def encode_pairs(tokenizer: Seq2SeqTokenizer, batch: dict[str, list]) -> dict[str, list]:
-    """Token ids of a batch of rows, and each pair's padded cost length: the longer side plus
-    ``<s>``/``</s>``."""
-    sources = tokenizer.encode_source(batch["source"])
-    targets = tokenizer.encode_target(batch["target"])
-    lengths = [max(len(s), len(t)) + 2 for s, t in zip(sources, targets, strict=True)]
-    return {"source_ids": sources, "target_ids": targets, "length": lengths}
+def row_features(id_type: type[np.integer], keep_text: bool) -> datasets.Features:
+    """The cached table's columns: ``index`` (the pair's line in its split), the texts when
+    ``keep_text``, both sides' token ids and the pair's padded cost ``length``."""
+    ids = datasets.List(datasets.Value(np.dtype(id_type).name))
+    text = {"source": datasets.Value("string"), "target": datasets.Value("string")}
+    return datasets.Features(
+        {
+            "index": datasets.Value("int64"),
+            **(text if keep_text else {}),
+            "source_ids": ids,
+            "target_ids": ids,
+            "length": datasets.Value("int32"),
+        }
+    )
+
+
+def encoded_table(
+    tokenizer: Seq2SeqTokenizer,
+    sources: list[str],
+    targets: list[str],
+    first_index: int,
+    id_type: type[np.integer],
+    max_length: int | None,
+) -> pa.Table:
+    """A chunk of pairs as an Arrow table (``row_features`` with the texts): token ids built
+    as flat arrays, no Python object per token; with ``max_length``, only the pairs whose
+    sides are non-empty and at most that long. ``length``: the longer side plus ``<s>``/``</s>``."""
+    source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
+    source_lengths = np.fromiter(map(len, source_ids), np.int32, len(source_ids))
+    target_lengths = np.fromiter(map(len, target_ids), np.int32, len(target_ids))
+    index = np.arange(first_index, first_index + len(sources), dtype=np.int64)
+    if max_length is not None:
+        usable = (np.minimum(source_lengths, target_lengths) > 0) & (
+            np.maximum(source_lengths, target_lengths) <= max_length
+        )
+        if not usable.all():
+            kept = np.flatnonzero(usable).tolist()
+            sources, targets = [sources[i] for i in kept], [targets[i] for i in kept]
+            source_ids, target_ids = [source_ids[i] for i in kept], [target_ids[i] for i in kept]
+            source_lengths, target_lengths = source_lengths[usable], target_lengths[usable]
+            index = index[usable]
+    return pa.table(
+        {
+            "index": index,
+            "source": pa.array(sources, pa.string()),
+            "target": pa.array(targets, pa.string()),
+            "source_ids": list_array(source_ids, source_lengths, id_type),
+            "target_ids": list_array(target_ids, target_lengths, id_type),
+            "length": np.maximum(source_lengths, target_lengths) + 2,
+        }
+    )
+
+
+def list_array(
+    sequences: list[list[int]], lengths: np.ndarray, id_type: type[np.integer]
+) -> pa.ListArray:
+    """``sequences`` (of ``lengths``) as an Arrow list array: one flat value buffer + offsets."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.fromiter(itertools.chain.from_iterable(sequences), id_type, int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
 def pair_lengths(dataset: datasets.Dataset) -> np.ndarray:

@@ -23,6 +23,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from encdec.utils.allocator import allocator_description
+
 LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
 TCMALLOC_NAME = "libtcmalloc_minimal.so.4"
 MKL_SHIM_NAME = "libencdec_mkl_intel_cpu.so"
@@ -112,7 +114,7 @@ def loaded_libraries() -> str:
     """Which allocator and which MKL kernels this process runs with, for the run's log."""
     preloaded = os.environ.get("LD_PRELOAD", "")
     has_tcmalloc = "tcmalloc" in preloaded
-    allocator = "tcmalloc" if has_tcmalloc else "the C library's malloc"
+    allocator = allocator_description()
     shim_missing = MKL_SHIM_NAME not in preloaded and is_amd_cpu_with_avx512()
     if MKL_SHIM_NAME in preloaded:
         blas = "MKL with its AVX-512 kernels (vendor shim)"
