@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 COMPLETE = "encdec_complete.json"  # written last: its presence means the cache is whole
 TABLE = "tokens.arrow"  # the rows: one Arrow stream file
-FORMAT = 3  # bumped when the layout changes (2: uint16/int32 ids, length, no train text; 3: one file)
+FORMAT = 3  # bumped when the layout changes (2: uint16 ids, length, no train text; 3: one file)
 
 
 def digest_files(paths: Iterable[Path], chunk_bytes: int = 1 << 22) -> str:
