@@ -155,3 +155,14 @@ def test_ranks_read_disjoint_batches_from_the_shared_cache(tmp_path, world_size)
         for r in range(world_size)
     ]
     assert len(set(padded)) == 1  # training: every rank takes as many steps
+
+
+def test_chunks_written_one_after_another_make_the_same_table(tmp_path, monkeypatch):
+    whole = fitted(corpus(tmp_path / "whole"))
+    monkeypatch.setattr(translation, "CHUNK_PAIRS", 7)  # 172 chunks, encoded one ahead
+    chunked = fitted(corpus(tmp_path / "chunked"))
+    for stage in ("train", "val"):
+        assert chunked.datasets[stage].to_dict() == whole.datasets[stage].to_dict()
+    assert chunked.datasets["train"]["index"] == list(range(len(MANY)))
+    assert "source" in chunked.datasets["val"].column_names  # references kept for evaluation
+    assert "source" not in chunked.datasets["train"].column_names

@@ -9,11 +9,11 @@ Sources, chosen by config:
 
 The tokenizer is trained on the training split in ``prepare_data`` and cached under
 ``cache_dir``. Token ids are cached there too (``token_cache``): an Arrow table per stage,
-keyed by the corpus content and the tokenizer, built once (in ``num_proc`` processes) and
-memory-mapped by every later run and every DDP rank. Parallel text files are streamed, so
-neither the tokenizer nor the cache needs the corpus in memory. Batches come from the
-length-bucketed ``TokenBucketBatchSampler`` over the table's length columns, sharded across
-DDP ranks (``max_tokens`` is per device).
+keyed by the corpus content and the tokenizer, built once in one pass (chunks of pairs encoded
+by the tokenizer's threads, on every core) and memory-mapped by every later run and every DDP
+rank. Parallel text files are streamed, so neither the tokenizer nor the cache needs the
+corpus in memory. Batches come from the length-bucketed ``TokenBucketBatchSampler`` over the
+table's length column, sharded across DDP ranks (``max_tokens`` is per device).
 """
 
 import csv
@@ -21,8 +21,9 @@ import gzip
 import itertools
 import json
 import logging
-import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -169,7 +170,6 @@ class TranslationDataModule(TokenizedDataModule):
         max_tokens: int = 4096,
         max_length: int = 250,
         num_workers: int = 0,
-        num_proc: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -188,7 +188,6 @@ class TranslationDataModule(TokenizedDataModule):
         }
         self.max_tokens, self.max_length = max_tokens, max_length
         self.num_workers, self.seed = num_workers, seed
-        self.num_proc = num_proc or min(8, os.cpu_count() or 1)  # processes building the cache
         self.tokenizer: Seq2SeqTokenizer | None = None
         self.datasets: dict[str, datasets.Dataset] = {}
         self._texts: dict[str, Pairs] = {}
@@ -288,9 +287,9 @@ class TranslationDataModule(TokenizedDataModule):
 
     def tokenize(self, stage: str, arrow_file: Path, tokenizer: Seq2SeqTokenizer) -> int:
         """Write the stage's rows with their token ids (the smallest integer type that holds
-        the vocabulary) and padded cost ``length`` to ``arrow_file``, a chunk at a time (the
-        tokenizer's threads encode each chunk in parallel); training drops unusable pairs and
-        keeps no text (only evaluation needs references). Returns the number of rows."""
+        the vocabulary) and padded cost ``length`` to ``arrow_file``, a chunk at a time;
+        training drops unusable pairs and keeps no text (only evaluation needs references).
+        Returns the number of rows."""
         largest = max(tokenizer.vocab_sizes().values())
         id_type = np.uint16 if largest <= 2**16 else np.int32
         keep_text = stage != "train"
@@ -300,13 +299,11 @@ class TranslationDataModule(TokenizedDataModule):
             ArrowWriter(features=row_features(id_type, keep_text), path=str(arrow_file)) as writer,
             tqdm(desc=f"tokenizing {stage}", unit=" pairs") as progress,
         ):
-            for sources, targets in self.pair_chunks(stage):
-                table = encoded_table(tokenizer, sources, targets, read, id_type, max_length)
-                if not keep_text:
-                    table = table.drop_columns(["source", "target"])
+            for chunk in encoded_chunks(tokenizer, self.pair_chunks(stage)):
+                table = encoded_table(chunk, read, id_type, max_length, keep_text)
                 writer.write_table(table)
-                read, written = read + len(sources), written + table.num_rows
-                progress.update(len(sources))
+                read, written = read + len(chunk.sources), written + table.num_rows
+                progress.update(len(chunk.sources))
             writer.finalize()
         if read == 0:
             raise UserError(f"the {stage} split ('{self.splits.get(stage, stage)}') is empty")
@@ -364,21 +361,53 @@ def row_features(id_type: type[np.integer], keep_text: bool) -> datasets.Feature
     )
 
 
+@dataclass
+class EncodedChunk:
+    """Pairs and their token ids (no ``<s>``/``</s>``)."""
+
+    sources: list[str]
+    targets: list[str]
+    source_ids: list[list[int]]
+    target_ids: list[list[int]]
+
+
+def encoded_chunks(tokenizer: Seq2SeqTokenizer, chunks: Iterable[Pairs]) -> Iterator[EncodedChunk]:
+    """Each chunk of pairs with its token ids. The tokenizer encodes a chunk on all cores
+    with the GIL released, so the next chunk is encoded in a background thread while the
+    caller writes this one."""
+
+    def encode(pairs: Pairs) -> EncodedChunk:
+        sources, targets = pairs
+        return EncodedChunk(
+            sources, targets, tokenizer.encode_source(sources), tokenizer.encode_target(targets)
+        )
+
+    with ThreadPoolExecutor(max_workers=1) as encoder:
+        pending = None
+        for pairs in chunks:
+            following = encoder.submit(encode, pairs)
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
+
+
 def encoded_table(
-    tokenizer: Seq2SeqTokenizer,
-    sources: list[str],
-    targets: list[str],
+    chunk: EncodedChunk,
     first_index: int,
     id_type: type[np.integer],
     max_length: int | None,
+    keep_text: bool,
 ) -> pa.Table:
-    """A chunk of pairs as an Arrow table (``row_features`` with the texts): token ids built
-    as flat arrays, no Python object per token; with ``max_length``, only the pairs whose
-    sides are non-empty and at most that long. ``length``: the longer side plus ``<s>``/``</s>``."""
-    source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
+    """A chunk as an Arrow table of ``row_features``: token ids built as flat arrays, no
+    Python object per token; with ``max_length``, only the pairs whose sides are non-empty
+    and at most that long. ``length``: the longer side plus ``<s>``/``</s>``."""
+    source_ids, target_ids = chunk.source_ids, chunk.target_ids
+    sources, targets = chunk.sources, chunk.targets
     source_lengths = np.fromiter(map(len, source_ids), np.int32, len(source_ids))
     target_lengths = np.fromiter(map(len, target_ids), np.int32, len(target_ids))
-    index = np.arange(first_index, first_index + len(sources), dtype=np.int64)
+    index = np.arange(first_index, first_index + len(source_ids), dtype=np.int64)
     if max_length is not None:
         usable = (np.minimum(source_lengths, target_lengths) > 0) & (
             np.maximum(source_lengths, target_lengths) <= max_length
@@ -389,11 +418,11 @@ def encoded_table(
             source_ids, target_ids = [source_ids[i] for i in kept], [target_ids[i] for i in kept]
             source_lengths, target_lengths = source_lengths[usable], target_lengths[usable]
             index = index[usable]
+    text = {"source": sources, "target": targets} if keep_text else {}
     return pa.table(
         {
             "index": index,
-            "source": pa.array(sources, pa.string()),
-            "target": pa.array(targets, pa.string()),
+            **{name: pa.array(column, pa.string()) for name, column in text.items()},
             "source_ids": list_array(source_ids, source_lengths, id_type),
             "target_ids": list_array(target_ids, target_lengths, id_type),
             "length": np.maximum(source_lengths, target_lengths) + 2,

@@ -71,7 +71,6 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
             "batch_size",
             "image_size",
             "max_pairs",
-            "num_proc",
         )
     },
 }
