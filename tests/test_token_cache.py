@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from encdec.data import token_cache, translation
-from encdec.data.token_cache import COMPLETE
+from encdec.data.cached_directory import COMPLETE
 from encdec.data.translation import TranslationDataModule, pair_lengths
 from tests.test_translation_data import PAIRS, _module, _write_parallel
 
