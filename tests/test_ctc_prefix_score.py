@@ -27,7 +27,7 @@ def brute_force(log_probs: torch.Tensor, prefix: tuple[int, ...], exact: bool) -
         output = collapse(path)
         if (output == prefix) if exact else (output[: len(prefix)] == prefix):
             total += math.exp(sum(float(log_probs[t, label]) for t, label in enumerate(path)))
-    return math.log(total)
+    return math.log(total) if total > 0 else float("-inf")
 
 
 def walk(scorer: CTCPrefixScorer, prefix: tuple[int, ...], utterance: int):

@@ -93,7 +93,8 @@ class CTCPrefixScorer:
         whole = either.squeeze(2).gather(1, final)  # (N, 1): P(the output is exactly h)
         log_psi = torch.where(tokens == self.eos_id, whole, log_psi)
         log_psi = torch.where(tokens == self.blank_id, NEG_INF, log_psi)
-        increments = log_psi - state.log_psi.unsqueeze(1)
+        before = state.log_psi.unsqueeze(1)  # (N, 1); -inf: an impossible prefix stays so
+        increments = torch.where(before == NEG_INF, NEG_INF, log_psi - before)
         return increments, CTCCandidates(tokens, r, log_psi, state.utterance)
 
     @staticmethod

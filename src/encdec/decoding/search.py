@@ -12,7 +12,7 @@ soon as they are finished, so the last steps run on only the long sentences. Out
 exclude BOS and EOS.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -20,6 +20,10 @@ from typing import Any, Protocol
 import torch
 
 from encdec.utils.errors import UserError
+
+
+class Reorderable(Protocol):
+    def reorder(self, index: torch.Tensor) -> Any: ...
 
 
 class StepModel(Protocol):
@@ -152,6 +156,50 @@ def greedy_search(
     ]
 
 
+class PrefixScorer(Protocol):
+    """An extra scorer of beam search's prefixes (a CTC prefix scorer; a language model)."""
+
+    def init_state(self) -> Reorderable: ...  # one row per sentence
+
+    def score(self, state: Any, tokens: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Score increments (N, M) of extending each prefix by each of ``tokens`` (N, M), and
+        the candidates' states."""
+        ...
+
+    def select(self, candidates: Any, rows: torch.Tensor, columns: torch.Tensor) -> Any:
+        """The state of candidate ``columns[i]`` of prefix ``rows[i]``."""
+        ...
+
+
+def weighted(weight: float, scores: torch.Tensor) -> torch.Tensor:
+    """``weight * scores`` with impossible (-inf) scores kept impossible, also at weight 0
+    (the model's PAD and BOS are never chosen)."""
+    return torch.where(scores == float("-inf"), scores, weight * scores)
+
+
+def joint_scores(
+    log_probs: torch.Tensor,
+    scorers: Sequence[tuple[float, PrefixScorer]],
+    states: list[Any],
+    pre_beam: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, list[Any]]:
+    """Each hypothesis's step scores: the model's log-probabilities (N, V) alone, or, with
+    scorers, over its ``pre_beam`` most probable tokens (N, M) with the scorers' weighted
+    increments added; the candidate tokens (None: all of V in order) and each scorer's
+    candidates."""
+    if not scorers:
+        return log_probs, None, []
+    model_scores, tokens = log_probs.topk(min(pre_beam, log_probs.size(1)), dim=1)  # (N, M)
+    total = weighted(1.0 - sum(weight for weight, _ in scorers), model_scores)
+    scored = []
+    for (weight, scorer), state in zip(scorers, states, strict=True):
+        increments, candidates = scorer.score(state, tokens)
+        if weight > 0:  # weight 0: the scorer has no say (not even on what it finds impossible)
+            total = total + weight * increments
+        scored.append(candidates)
+    return total, tokens, scored
+
+
 @torch.no_grad()
 def beam_search(
     model: StepModel,
@@ -161,18 +209,27 @@ def beam_search(
     beam_size: int,
     alpha: float = 0.0,
     n_best: int = 1,
+    scorers: Sequence[tuple[float, PrefixScorer]] = (),
+    memory: Any = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search with a GNMT length penalty; the ``n_best`` best per sentence, best first.
 
     A sentence is done once it has ``beam_size`` finished hypotheses or reaches its length limit;
     at the limit its live beams count as (unfinished) hypotheses, so there is always an answer.
+
+    ``scorers``: extra prefix scorers with their weights (a CTC prefix scorer): a candidate's
+    score is ``(1 - sum(weights))`` x the model's log-probability + each weight x its scorer's
+    increment. The scorers see the ``2 x beam_size`` best tokens of each hypothesis by the
+    model (the pre-beam). ``memory``: the model's encoding of ``src``, when the caller has it.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     batch, device, k = src.size(0), src.device, beam_size
-    memory = model.encode(src, src_mask)
+    memory = model.encode(src, src_mask) if memory is None else memory
     memory = memory.reorder(torch.arange(batch, device=device).repeat_interleave(k))
     state = model.init_state(memory)
+    expand = torch.arange(batch, device=device).repeat_interleave(k)
+    scorer_states = [scorer.init_state().reorder(expand) for _, scorer in scorers]
 
     sentences = torch.arange(batch, device=device)  # original index of each live sentence
     beam_scores = torch.full((batch, k), float("-inf"), device=device)  # summed log-probs
@@ -184,10 +241,13 @@ def beam_search(
     for t in range(int(max_lengths.max())):
         logits, state, _ = model.step(prev, state, memory)
         log_probs = _log_probs(model, logits)  # (n*K, V)
-        n, vocab = beam_scores.size(0), log_probs.size(-1)
-        candidates = (beam_scores.unsqueeze(2) + log_probs.view(n, k, vocab)).view(n, k * vocab)
-        top_scores, top_ids = candidates.topk(min(2 * k, k * vocab), dim=1)  # (n, 2K)
-        top_beams, top_tokens = top_ids // vocab, top_ids % vocab
+        n = beam_scores.size(0)
+        step_scores, tokens, scored = joint_scores(log_probs, scorers, scorer_states, 2 * k)
+        width = step_scores.size(1)  # V, or the pre-beam's M tokens per hypothesis
+        candidates = (beam_scores.unsqueeze(2) + step_scores.view(n, k, width)).view(n, k * width)
+        top_scores, top_ids = candidates.topk(min(2 * k, k * width), dim=1)  # (n, 2K)
+        top_beams, top_columns = top_ids // width, top_ids % width
+        top_tokens = top_columns if tokens is None else tokens.view(n, k * width).gather(1, top_ids)
         is_eos = top_tokens == model.eos_id
 
         # EOS among the K best candidates ends a hypothesis.
@@ -226,6 +286,11 @@ def beam_search(
             break
         rows = (torch.arange(n, device=device).unsqueeze(1) * k + chosen_beams)[live].view(-1)
         state = state.reorder(rows)
+        columns = top_columns.gather(1, pick)[live].view(-1)
+        scorer_states = [
+            scorer.select(candidates_of_scorer, rows, columns)
+            for (_, scorer), candidates_of_scorer in zip(scorers, scored, strict=True)
+        ]
         if not live.all():
             keep = live.nonzero().squeeze(1)
             memory = memory.reorder(
