@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import torch
 
+from encdec.decoding.ctc_best_path import ctc_best_path
+from encdec.decoding.ctc_prefix_score import CTCPrefixScorer
 from encdec.utils.errors import UserError
 
 
@@ -320,10 +322,15 @@ class DecodingConfig:
     top_k: int = 0  # 0: every token
     top_p: float = 1.0  # 1.0: every token
     seed: int = 0
+    ctc_weight: float = 0.0  # joint CTC/attention search: the CTC prefix scorer's weight
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
             raise UserError(f"decoding.beam_size must be >= 1, got {self.beam_size}")
+        if not 0 <= self.ctc_weight <= 1:
+            raise UserError(f"decoding.ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.sample and self.ctc_weight > 0:
+            raise UserError("decoding.sample=true draws from the decoder alone: ctc_weight=0")
         if self.sample:
             self._check_sampling()
         elif not 1 <= self.n_best <= self.beam_size:
@@ -348,11 +355,12 @@ class DecodingConfig:
 
     @property
     def suffix(self) -> str:
-        """Metric-name suffix saying how output was decoded: '' (greedy), '_beam5' or
-        '_sample'."""
+        """Metric-name suffix saying how output was decoded: '' (greedy), '_beam5',
+        '_sample', and '_ctc0.3' after either search with the CTC prefix scorer."""
         if self.sample:
             return "_sample"
-        return "" if self.beam_size == 1 else f"_beam{self.beam_size}"
+        search = "" if self.beam_size == 1 else f"_beam{self.beam_size}"
+        return search + (f"_ctc{self.ctc_weight:g}" if self.ctc_weight > 0 else "")
 
     def updated(self, settings: Mapping[str, Any]) -> "DecodingConfig":
         """This config with ``settings`` applied; a ``None`` keeps this config's value (the
@@ -372,11 +380,35 @@ def decode(
     max_lengths = max_output_lengths(src_mask, config.max_len_a, config.max_len_b, max_length_cap)
     if config.sample:
         return sample(model, src, src_mask, max_lengths, config)
+    if config.ctc_weight > 0:
+        return joint_ctc_search(model, src, src_mask, max_lengths, config)
     if config.beam_size == 1:
         return [[h] for h in greedy_search(model, src, src_mask, max_lengths)]
     return beam_search(
         model, src, src_mask, max_lengths, config.beam_size, config.length_penalty, config.n_best
     )
+
+
+def joint_ctc_search(
+    model: Any,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    max_lengths: torch.Tensor,
+    config: DecodingConfig,
+) -> list[list[Hypothesis]]:
+    """Beam search with the CTC prefix scorer at ``config.ctc_weight`` (Watanabe et al.
+    2017); at weight 1 with beam size 1, CTC's best path (the decoder is not consulted)."""
+    if not hasattr(model, "encode_with_ctc"):
+        raise UserError("decoding.ctc_weight > 0 needs a model with a CTC head")
+    memory, log_probs, lengths = model.encode_with_ctc(src, src_mask)
+    if config.ctc_weight == 1.0 and config.beam_size == 1:
+        best = ctc_best_path(log_probs, lengths, model.pad_id)
+        return [[Hypothesis(tokens, score, True)] for tokens, score in best]
+    scorer = CTCPrefixScorer(log_probs, lengths, model.pad_id, model.eos_id)
+    return beam_search(
+        model, src, src_mask, max_lengths, config.beam_size, config.length_penalty,
+        config.n_best, scorers=[(config.ctc_weight, scorer)], memory=memory,
+    )  # fmt: skip
 
 
 def sample(

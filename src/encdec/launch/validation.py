@@ -47,6 +47,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "warmup_steps": (0, math.inf, True, False),
     "num_workers": (0, math.inf, True, False),
     "attention_regularization": (0, math.inf, True, False),
+    "ctc_weight": (0, 1, True, True),
     "temperature": (0, math.inf, False, False),
     "top_k": (0, math.inf, True, False),
     "top_p": (0, 1, False, True),

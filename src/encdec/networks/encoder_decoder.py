@@ -12,7 +12,7 @@ The step interface search uses (``encdec.decoding.search``)::
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -25,7 +25,7 @@ from encdec.decoding.search import (
     max_output_lengths,
 )
 from encdec.modules.embeddings import TokenEmbedding
-from encdec.modules.interface import Decoder, Reorderable
+from encdec.modules.interface import Decoder, Encoded, Reorderable
 from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -61,11 +61,23 @@ def output_layer(features: int, vocab_size: int, tied_embedding: nn.Embedding | 
     return layer
 
 
+class TeacherForced(NamedTuple):
+    """What the network computes for a training batch."""
+
+    logits: torch.Tensor  # (B, T, V)
+    attention: torch.Tensor | None  # (B, T, S) where the decoder attends in training
+    ctc_log_probs: torch.Tensor | None  # (B, S, V) of the CTC head over the encoder states
+    ctc_mask: torch.Tensor | None  # (B, S) the encoder's real positions
+
+
 class EncoderDecoder(nn.Module):
     """``encoder`` and ``decoder`` are partial constructors (``_partial_: true``): the network
     gives the encoder its input size (``input_size``: the embedding size, for a text source;
-    an image encoder takes none) and the decoder the target embedding and what the encoder
-    gives (``memory_size``, ``memory_final``)."""
+    the front-end's ``output_size`` for audio; an image encoder takes none) and the decoder
+    the target embedding and what the encoder gives (``memory_size``, ``memory_final``).
+    ``frontend``: a partial constructor of the audio front-end (waveforms -> vectors), for a
+    speech source. ``ctc``: a CTC output layer over the encoder states (blank = PAD), for
+    hybrid CTC/attention training and joint decoding."""
 
     bos_id, eos_id, pad_id = BOS_ID, EOS_ID, PAD_ID
 
@@ -80,11 +92,22 @@ class EncoderDecoder(nn.Module):
         share_embeddings: bool = False,
         tie_output: bool = False,
         teacher_forcing_ratio: float = 1.0,
+        frontend: Callable[..., nn.Module] | None = None,
+        ctc: bool = False,
     ) -> None:
         super().__init__()
         self.source_vocab_size, self.target_vocab_size = source_vocab_size, target_vocab_size
         self.teacher_forcing_ratio = teacher_forcing_ratio
-        if source_vocab_size is not None:
+        self.frontend = None if frontend is None else frontend()
+        if self.frontend is not None:
+            if source_vocab_size is not None or share_embeddings:
+                raise ValueError("model.net.frontend reads audio: the source is not text")
+            self.source_embedding = None
+            self.encoder = encoder(input_size=self.frontend.output_size)
+            target_embedding = TokenEmbedding(
+                target_vocab_size, embedding_dim, PAD_ID, scale_embeddings
+            )
+        elif source_vocab_size is not None:
             self.source_embedding, target_embedding = build_embeddings(
                 source_vocab_size, target_vocab_size, embedding_dim, share_embeddings,
                 scale_embeddings,
@@ -106,15 +129,38 @@ class EncoderDecoder(nn.Module):
         self.generator = output_layer(
             self.decoder.output_size, target_vocab_size, target_embedding if tie_output else None
         )
+        self.ctc_head = nn.Linear(self.encoder.output_size, target_vocab_size) if ctc else None
         self.max_output_length = self.decoder.max_output_length
         self.tokenizer: Any = None  # a Seq2SeqTokenizer, attached by whoever built the network
         self.decoding = DecodingConfig()
 
     # ---- the step interface ----
+    def encode_source(self, src: torch.Tensor, src_mask: torch.Tensor) -> Encoded:
+        # src: token ids (B, S), images (B, 3, H, W) or waveforms (B, N); src_mask: (B, S | N)
+        if self.frontend is not None:
+            inputs, src_mask = self.frontend(src, src_mask)  # (B, S, D) frames, (B, S)
+        elif self.source_embedding is not None:
+            inputs = self.source_embedding(src)
+        else:
+            inputs = src
+        return self.encoder(inputs, src_mask)
+
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> Reorderable:
-        # src: token ids (B, S) or images (B, 3, H, W); src_mask: (B, S) -> the decoder's memory
-        inputs = src if self.source_embedding is None else self.source_embedding(src)
-        return self.decoder.memory(self.encoder(inputs, src_mask))
+        return self.decoder.memory(self.encode_source(src, src_mask))  # the decoder's memory
+
+    def ctc_log_probs(self, encoded: Encoded) -> torch.Tensor:
+        """(B, S, V) fp32 log-probabilities of the CTC head at each encoder position."""
+        if self.ctc_head is None:
+            raise ValueError("this network has no CTC head (model.net.ctc=true adds one)")
+        return torch.log_softmax(self.ctc_head(encoded.states).float(), dim=-1)
+
+    def encode_with_ctc(
+        self, src: torch.Tensor, src_mask: torch.Tensor
+    ) -> tuple[Reorderable, torch.Tensor, torch.Tensor]:
+        """The decoder's memory, the CTC log-probabilities (B, S, V) and each row's encoder
+        length (B,): one encoder pass for joint CTC/attention search."""
+        encoded = self.encode_source(src, src_mask)
+        return self.decoder.memory(encoded), self.ctc_log_probs(encoded), encoded.mask.sum(1)
 
     def init_state(self, memory: Reorderable) -> Reorderable:
         return self.decoder.init_state(memory)
@@ -131,16 +177,19 @@ class EncoderDecoder(nn.Module):
     # ---- training ----
     def teacher_forced(
         self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V) for every target prefix, and the decoder's attention (B, T, S)
-        where it computes it in training. With ``teacher_forcing_ratio`` < 1 in training, each
-        next input is the reference token with that probability, else the model's own previous
-        prediction (scheduled sampling, through the step interface)."""
-        memory = self.encode(src, src_mask)
+    ) -> TeacherForced:
+        """Logits (B, T, V) for every target prefix, the decoder's attention (B, T, S) where
+        it computes it in training, and the CTC head's log-probabilities where there is one.
+        With ``teacher_forcing_ratio`` < 1 in training, each next input is the reference token
+        with that probability, else the model's own previous prediction (scheduled sampling,
+        through the step interface)."""
+        encoded = self.encode_source(src, src_mask)
+        memory = self.decoder.memory(encoded)
+        ctc = (None, None) if self.ctc_head is None else (self.ctc_log_probs(encoded), encoded.mask)
         if self.training and self.teacher_forcing_ratio < 1.0:
-            return self._scheduled_sampling(tgt_in, memory), None
+            return TeacherForced(self._scheduled_sampling(tgt_in, memory), None, *ctc)
         features, attention = self.decoder(tgt_in, memory)
-        return self.generator(features), attention
+        return TeacherForced(self.generator(features), attention, *ctc)
 
     def forward(
         self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor

@@ -30,11 +30,11 @@ from torchmetrics import Metric
 from encdec.data.tokenization import Seq2SeqTokenizer
 from encdec.decoding.search import DecodingConfig
 from encdec.metrics.text import TeacherForcedMetrics, TextMetrics
-from encdec.networks.encoder_decoder import EncoderDecoder
+from encdec.networks.encoder_decoder import EncoderDecoder, TeacherForced
 from encdec.networks.loading import CHECKPOINT_FORMAT, check_model_checkpoint
 from encdec.training.schedules import NO_STEP_BUDGET, takes_keyword
 from encdec.utils.errors import UserError
-from encdec.utils.special_tokens import PAD_ID
+from encdec.utils.special_tokens import EOS_ID, PAD_ID
 
 
 def supports_fused(parameters: list[nn.Parameter]) -> bool:
@@ -52,8 +52,12 @@ class Seq2SeqModule(L.LightningModule):
         label_smoothing: float = 0.1,
         encoder_lr: float | None = None,
         attention_regularization: float = 0.0,
+        ctc_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= ctc_weight <= 1.0:
+            raise UserError(f"model.ctc_weight must be in [0, 1], got {ctc_weight}")
+        self.ctc_weight = ctc_weight  # loss = w * CTC + (1 - w) * cross entropy
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_smoothing = label_smoothing
@@ -139,6 +143,22 @@ class Seq2SeqModule(L.LightningModule):
         )
         return loss_sum, (target != PAD_ID).sum()
 
+    def ctc_loss(self, output: TeacherForced, target_out: torch.Tensor) -> torch.Tensor:
+        """CTC loss summed over the batch: the target tokens without ``</s>`` (blank = PAD)
+        against the CTC head's log-probabilities over the encoder positions."""
+        if output.ctc_log_probs is None or output.ctc_mask is None:
+            raise UserError("model.ctc_weight > 0 needs a CTC head: model.net.ctc=true")
+        labels = target_out.masked_fill(target_out == EOS_ID, PAD_ID)  # (B, T)
+        return F.ctc_loss(
+            output.ctc_log_probs.transpose(0, 1),  # (S, B, V)
+            labels,
+            output.ctc_mask.sum(1),
+            (labels != PAD_ID).sum(1),
+            blank=PAD_ID,
+            reduction="sum",
+            zero_infinity=True,  # an output longer than its input adds nothing, not inf
+        )
+
     def attention_penalty(self, attention: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Doubly stochastic attention (Xu et al., 2015): mean over source positions of
         (1 - sum_t alpha_t,s)^2, the sum over real target steps."""
@@ -150,12 +170,18 @@ class Seq2SeqModule(L.LightningModule):
         if batch is None:
             return None
         src = batch["source"]
-        logits, attention = self.training_forward(src, batch["source_mask"], batch["target_in"])
-        loss_sum, tokens = self.loss(logits, batch["target_out"])
+        output = self.training_forward(src, batch["source_mask"], batch["target_in"])
+        loss_sum, tokens = self.loss(output.logits, batch["target_out"])
         cross_entropy = loss_sum / tokens
         self.log("train/loss", cross_entropy, prog_bar=True, batch_size=src.size(0))
+        loss = cross_entropy
+        if self.ctc_weight:
+            ctc = self.ctc_loss(output, batch["target_out"]) / tokens
+            self.log("train/ctc_loss", ctc, batch_size=src.size(0))
+            loss = self.ctc_weight * ctc + (1 - self.ctc_weight) * cross_entropy
         if not self.attention_regularization:
-            return cross_entropy
+            return loss
+        attention = output.attention
         if attention is None:
             raise UserError(
                 "model.attention_regularization needs a decoder that attends in training "
@@ -163,7 +189,7 @@ class Seq2SeqModule(L.LightningModule):
             )
         penalty = self.attention_penalty(attention, batch["target_out"])
         self.log("train/attention_penalty", penalty, batch_size=src.size(0))
-        return cross_entropy + self.attention_regularization * penalty
+        return loss + self.attention_regularization * penalty
 
     def parameter_groups(self) -> list[tuple[list[nn.Parameter], dict[str, Any]]]:
         """(trainable parameters, optimizer options): the encoder with ``encoder_lr`` where it
