@@ -17,6 +17,8 @@ def test_compiled_training_forward_equals_eager():
     for seed, (src_len, tgt_len) in enumerate([(7, 5), (9, 6)]):  # two shapes: dynamic
         src, src_mask = random_batch(src_len=src_len, seed=seed)
         tgt_in = torch.randint(4, 24, (src.size(0), tgt_len))
-        compiled, attention = model.training_forward(src, src_mask, tgt_in)  # logits, attention
-        torch.testing.assert_close(compiled, model(src, src_mask, tgt_in), atol=1e-5, rtol=1e-4)
-        assert attention is None  # the Transformer keeps no attention in training
+        compiled = model.training_forward(src, src_mask, tgt_in)  # TeacherForced
+        expected = model(src, src_mask, tgt_in)
+        torch.testing.assert_close(compiled.logits, expected, atol=1e-5, rtol=1e-4)
+        assert compiled.attention is None  # the Transformer keeps no attention in training
+        assert compiled.ctc_log_probs is None  # no CTC head
