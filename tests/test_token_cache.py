@@ -159,7 +159,7 @@ def test_ranks_read_disjoint_batches_from_the_shared_cache(tmp_path, world_size)
 
 def test_chunks_written_one_after_another_make_the_same_table(tmp_path, monkeypatch):
     whole = fitted(corpus(tmp_path / "whole"))
-    monkeypatch.setattr(translation, "CHUNK_PAIRS", 7)  # 172 chunks, encoded one ahead
+    monkeypatch.setattr(translation, "CHUNK_PAIRS", 7)  # 172 chunks
     chunked = fitted(corpus(tmp_path / "chunked"))
     for stage in ("train", "val"):
         assert chunked.datasets[stage].to_dict() == whole.datasets[stage].to_dict()

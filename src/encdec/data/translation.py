@@ -22,8 +22,6 @@ import itertools
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -299,11 +297,11 @@ class TranslationDataModule(TokenizedDataModule):
             ArrowWriter(features=row_features(id_type, keep_text), path=str(arrow_file)) as writer,
             tqdm(desc=f"tokenizing {stage}", unit=" pairs") as progress,
         ):
-            for chunk in encoded_chunks(tokenizer, self.pair_chunks(stage)):
-                table = encoded_table(chunk, read, id_type, max_length, keep_text)
+            for pairs in self.pair_chunks(stage):
+                table = encoded_table(tokenizer, pairs, read, id_type, max_length, keep_text)
                 writer.write_table(table)
-                read, written = read + len(chunk.sources), written + table.num_rows
-                progress.update(len(chunk.sources))
+                read, written = read + len(pairs[0]), written + table.num_rows
+                progress.update(len(pairs[0]))
             writer.finalize()
         if read == 0:
             raise UserError(f"the {stage} split ('{self.splits.get(stage, stage)}') is empty")
@@ -361,73 +359,37 @@ def row_features(id_type: type[np.integer], keep_text: bool) -> datasets.Feature
     )
 
 
-@dataclass
-class EncodedChunk:
-    """Pairs and their token ids (no ``<s>``/``</s>``)."""
-
-    sources: list[str]
-    targets: list[str]
-    source_ids: list[list[int]]
-    target_ids: list[list[int]]
-
-
-def encoded_chunks(tokenizer: Seq2SeqTokenizer, chunks: Iterable[Pairs]) -> Iterator[EncodedChunk]:
-    """Each chunk of pairs with its token ids. The tokenizer encodes a chunk on all cores
-    with the GIL released, so the next chunk is encoded in a background thread while the
-    caller writes this one."""
-
-    def encode(pairs: Pairs) -> EncodedChunk:
-        sources, targets = pairs
-        return EncodedChunk(
-            sources, targets, tokenizer.encode_source(sources), tokenizer.encode_target(targets)
-        )
-
-    with ThreadPoolExecutor(max_workers=1) as encoder:
-        pending = None
-        for pairs in chunks:
-            following = encoder.submit(encode, pairs)
-            if pending is not None:
-                yield pending.result()
-            pending = following
-        if pending is not None:
-            yield pending.result()
-
-
 def encoded_table(
-    chunk: EncodedChunk,
+    tokenizer: Seq2SeqTokenizer,
+    pairs: Pairs,
     first_index: int,
     id_type: type[np.integer],
     max_length: int | None,
     keep_text: bool,
 ) -> pa.Table:
-    """A chunk as an Arrow table of ``row_features``: token ids built as flat arrays, no
-    Python object per token; with ``max_length``, only the pairs whose sides are non-empty
-    and at most that long. ``length``: the longer side plus ``<s>``/``</s>``."""
-    source_ids, target_ids = chunk.source_ids, chunk.target_ids
-    sources, targets = chunk.sources, chunk.targets
+    """A chunk of pairs as an Arrow table of ``row_features``, encoded by the tokenizer's
+    threads (all cores); token ids built as flat arrays, no Python object per token. With
+    ``max_length``, only the pairs whose sides are non-empty and at most that long.
+    ``length``: the longer side plus ``<s>``/``</s>``."""
+    sources, targets = pairs
+    source_ids, target_ids = tokenizer.encode_source(sources), tokenizer.encode_target(targets)
     source_lengths = np.fromiter(map(len, source_ids), np.int32, len(source_ids))
     target_lengths = np.fromiter(map(len, target_ids), np.int32, len(target_ids))
-    index = np.arange(first_index, first_index + len(source_ids), dtype=np.int64)
-    if max_length is not None:
-        usable = (np.minimum(source_lengths, target_lengths) > 0) & (
-            np.maximum(source_lengths, target_lengths) <= max_length
-        )
-        if not usable.all():
-            kept = np.flatnonzero(usable).tolist()
-            sources, targets = [sources[i] for i in kept], [targets[i] for i in kept]
-            source_ids, target_ids = [source_ids[i] for i in kept], [target_ids[i] for i in kept]
-            source_lengths, target_lengths = source_lengths[usable], target_lengths[usable]
-            index = index[usable]
     text = {"source": sources, "target": targets} if keep_text else {}
-    return pa.table(
+    table = pa.table(
         {
-            "index": index,
+            "index": np.arange(first_index, first_index + len(sources), dtype=np.int64),
             **{name: pa.array(column, pa.string()) for name, column in text.items()},
             "source_ids": list_array(source_ids, source_lengths, id_type),
             "target_ids": list_array(target_ids, target_lengths, id_type),
             "length": np.maximum(source_lengths, target_lengths) + 2,
         }
     )
+    if max_length is None:
+        return table
+    shortest = np.minimum(source_lengths, target_lengths)
+    longest = np.maximum(source_lengths, target_lengths)
+    return table.filter(pa.array((shortest > 0) & (longest <= max_length)))
 
 
 def list_array(
