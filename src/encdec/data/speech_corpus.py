@@ -182,13 +182,13 @@ def build_speech_corpus(
     """The corpus directory for these texts and speakers, synthesized on a miss. Each speaker
     of a split says ``utterances_per_speaker`` sentences drawn (seeded) from that split's
     texts (``test_unseen_engine`` uses the test texts)."""
-    check_programs(sorted({s.engine for group in speakers.values() for s in group}))
     key = digest_values(
         FORMAT, texts, {k: [asdict(s) for s in v] for k, v in speakers.items()},
         utterances_per_speaker, sample_rate, seed, tool_versions(),
     )[:16]  # fmt: skip
 
     def build(directory: Path) -> dict[str, int]:
+        check_programs(sorted({s.engine for group in speakers.values() for s in group}))
         jobs, manifests = plan(
             directory, texts, speakers, utterances_per_speaker, sample_rate, seed
         )

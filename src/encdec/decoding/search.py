@@ -21,11 +21,8 @@ import torch
 
 from encdec.decoding.ctc_best_path import ctc_best_path
 from encdec.decoding.ctc_prefix_score import CTCPrefixScorer
+from encdec.modules.interface import Reorderable
 from encdec.utils.errors import UserError
-
-
-class Reorderable(Protocol):
-    def reorder(self, index: torch.Tensor) -> Any: ...
 
 
 class StepModel(Protocol):
@@ -228,10 +225,10 @@ def beam_search(
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     batch, device, k = src.size(0), src.device, beam_size
     memory = model.encode(src, src_mask) if memory is None else memory
-    memory = memory.reorder(torch.arange(batch, device=device).repeat_interleave(k))
+    beams = torch.arange(batch, device=device).repeat_interleave(k)  # K rows per sentence
+    memory = memory.reorder(beams)
     state = model.init_state(memory)
-    expand = torch.arange(batch, device=device).repeat_interleave(k)
-    scorer_states = [scorer.init_state().reorder(expand) for _, scorer in scorers]
+    scorer_states = [scorer.init_state().reorder(beams) for _, scorer in scorers]
 
     sentences = torch.arange(batch, device=device)  # original index of each live sentence
     beam_scores = torch.full((batch, k), float("-inf"), device=device)  # summed log-probs
@@ -398,8 +395,8 @@ def joint_ctc_search(
 ) -> list[list[Hypothesis]]:
     """Beam search with the CTC prefix scorer at ``config.ctc_weight`` (Watanabe et al.
     2017); at weight 1 with beam size 1, CTC's best path (the decoder is not consulted)."""
-    if not hasattr(model, "encode_with_ctc"):
-        raise UserError("decoding.ctc_weight > 0 needs a model with a CTC head")
+    if getattr(model, "ctc_head", None) is None:
+        raise UserError("decoding.ctc_weight > 0 needs a model with a CTC head (model.net.ctc)")
     memory, log_probs, lengths = model.encode_with_ctc(src, src_mask)
     if config.ctc_weight == 1.0 and config.beam_size == 1:
         best = ctc_best_path(log_probs, lengths, model.pad_id)

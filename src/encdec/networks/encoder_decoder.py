@@ -99,15 +99,9 @@ class EncoderDecoder(nn.Module):
         self.source_vocab_size, self.target_vocab_size = source_vocab_size, target_vocab_size
         self.teacher_forcing_ratio = teacher_forcing_ratio
         self.frontend = None if frontend is None else frontend()
-        if self.frontend is not None:
-            if source_vocab_size is not None or share_embeddings:
-                raise ValueError("model.net.frontend reads audio: the source is not text")
-            self.source_embedding = None
-            self.encoder = encoder(input_size=self.frontend.output_size)
-            target_embedding = TokenEmbedding(
-                target_vocab_size, embedding_dim, PAD_ID, scale_embeddings
-            )
-        elif source_vocab_size is not None:
+        if self.frontend is not None and source_vocab_size is not None:
+            raise ValueError("model.net.frontend reads audio: the source is not text")
+        if source_vocab_size is not None:
             self.source_embedding, target_embedding = build_embeddings(
                 source_vocab_size, target_vocab_size, embedding_dim, share_embeddings,
                 scale_embeddings,
@@ -116,8 +110,12 @@ class EncoderDecoder(nn.Module):
         else:
             if share_embeddings:
                 raise ValueError("model.net.share_embeddings needs a text source")
-            self.source_embedding = None
-            self.encoder = encoder()
+            self.source_embedding = None  # images, or audio through the front-end
+            self.encoder = (
+                encoder()
+                if self.frontend is None
+                else encoder(input_size=self.frontend.output_size)
+            )
             target_embedding = TokenEmbedding(
                 target_vocab_size, embedding_dim, PAD_ID, scale_embeddings
             )

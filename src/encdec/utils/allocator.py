@@ -26,10 +26,14 @@ NEVER_TRIM = 2**31 - 1  # mallopt takes an int; this is glibc's largest threshol
 OTHER_ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc")
 
 
-def tuning_wanted() -> bool:
+def preloaded_allocator() -> str | None:
+    """The other allocator ``LD_PRELOAD`` puts in place of malloc, if any."""
     preloaded = os.environ.get("LD_PRELOAD", "")
-    other_allocator = any(name in preloaded for name in OTHER_ALLOCATORS)
-    return os.environ.get("ENCDEC_MALLOC_TUNING", "1") != "0" and not other_allocator
+    return next((name for name in OTHER_ALLOCATORS if name in preloaded), None)
+
+
+def tuning_wanted() -> bool:
+    return os.environ.get("ENCDEC_MALLOC_TUNING", "1") != "0" and preloaded_allocator() is None
 
 
 def keep_freed_memory() -> bool:
@@ -47,9 +51,7 @@ def keep_freed_memory() -> bool:
 
 def allocator_description() -> str:
     """Which allocator this process runs with, for the run's log."""
-    preloaded = os.environ.get("LD_PRELOAD", "")
-    other = next((name for name in OTHER_ALLOCATORS if name in preloaded), None)
-    if other is not None:
+    if (other := preloaded_allocator()) is not None:
         return other
     if platform.libc_ver()[0] == "glibc" and tuning_wanted():
         return "glibc malloc keeping freed memory (ENCDEC_MALLOC_TUNING=0 turns it off)"
