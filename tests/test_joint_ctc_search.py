@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from encdec.decoding.ctc_prefix_score import CTCPrefixScorer
-from encdec.decoding.search import beam_search, max_output_lengths
+from encdec.decoding.search import DecodingConfig, beam_search, decode, max_output_lengths
+from encdec.utils.errors import UserError
 from tests.conftest import VOCAB, random_batch
 from tests.test_ctc_prefix_score import brute_force
 
@@ -67,3 +68,9 @@ def test_ctc_weight_one_finds_the_most_probable_ctc_output():
     most_probable = max(exact, key=exact.get)
     assert tuple(best.tokens) == most_probable and best.finished
     assert best.score == pytest.approx(exact[most_probable], abs=1e-4)
+
+
+def test_ctc_weight_without_a_ctc_head_is_one_clear_error(tiny_model):
+    src, mask = random_batch(batch=2, seed=1)
+    with pytest.raises(UserError, match="needs a model with a CTC head"):
+        decode(tiny_model, src, mask, DecodingConfig(beam_size=2, ctc_weight=0.5), 50)
