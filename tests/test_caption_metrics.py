@@ -108,7 +108,7 @@ def test_caption_metrics_report_percent_with_evaluated_document_frequencies():
     # 1/sqrt 2 (circle weighs 0, square is unseen: log 2), nothing else -> 10 / (4 sqrt 2)
     assert float(values["cider"]) == pytest.approx(100 * (5.0 + 10 / (4 * math.sqrt(2))) / 2)
     assert float(values["rouge_l"]) == pytest.approx(75.0)
-    assert "tok:none" in metric.bleu_signature and "nrefs:1" in metric.bleu_signature
+    assert "tok:none" in metric.signature and "nrefs:1" in metric.signature
     with pytest.raises(ValueError, match="no reference"):
         metric.update(["a"], [[]])
 

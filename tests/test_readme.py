@@ -6,6 +6,7 @@ machine lacks (a network, GPUs, a SLURM cluster) must stop with one ``error:`` l
 Nothing may print a traceback."""
 
 import functools
+import json
 import os
 import re
 import shlex
@@ -17,7 +18,9 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 
 from tests.conftest import SHARED_DATA
 from tests.readme_commands import readme_commands
@@ -82,6 +85,8 @@ def concrete(command: str, workdir: Path) -> tuple[list[str], str]:
         needle = "flickr8k" if "flickr8k" in command else "multi30k"
         if module == "encdec.caption":
             needle = "CaptionMetrics"  # a captioning model's metric
+        if module == "encdec.transcribe" or "test_unseen_engine" in command:
+            needle = "SpeechMetrics"  # a speech recognizer's
         ckpt = latest_checkpoint(workdir, needle)
         command = re.sub(r"ckpt_path=\S+", f"ckpt_path={ckpt}", command)
     command = command.replace("data.path=...", "data.path=../shared/data/flickr8k")
@@ -102,6 +107,10 @@ def test_every_readme_command_runs_as_written(tmp_path):
     (tmp_path / "shared").symlink_to(SHARED_DATA.parent)
     image = next((SHARED_DATA / "flickr8k" / "images").glob("*.jpg"))
     shutil.copy(image, workdir / "dog.jpg")
+    speech = 0.3 * np.sin(np.arange(16000) * 2 * np.pi * 220 / 16000)  # what transcribe reads
+    soundfile.write(workdir / "a.wav", speech.astype(np.float32), 16000)
+    manifest = {"audio_filepath": "a.wav", "text": "a tone"}
+    (workdir / "m.jsonl").write_text(json.dumps(manifest) + "\n")
     env = {
         **os.environ,
         "WANDB_MODE": "offline",

@@ -18,6 +18,7 @@ from encdec.modules.audio_frontend import AudioFrontend
 from encdec.modules.transformer import TransformerDecoder, TransformerEncoder
 from encdec.networks.encoder_decoder import EncoderDecoder
 from encdec.training.seq2seq_module import Seq2SeqModule
+from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 SENTENCES = ["walk left", "jump twice"]
@@ -121,3 +122,43 @@ def test_a_tiny_recognizer_learns_two_utterances_and_every_search_reads_them(bat
     for name, config in searches.items():
         hypotheses = net.generate(batch["source"], batch["source_mask"], config)
         assert [decode(h[0].tokens) for h in hypotheses] == batch["texts"], name
+
+
+def test_a_ctc_only_recognizer_has_no_decoder_and_reads_by_best_path(batch):
+    torch.manual_seed(0)
+    net = EncoderDecoder(
+        target_vocab_size=VOCAB,
+        encoder=functools.partial(
+            TransformerEncoder, dim=32, num_layers=2, num_heads=2, ff_dim=64, dropout=0.0,
+            attention_dropout=0.0,
+        ),
+        decoder=None,
+        frontend=functools.partial(AudioFrontend, output_size=32, n_mels=40, channels=8),
+        ctc=True,
+    )  # fmt: skip
+    assert net.decoder is None and net.generator is None
+    assert all(not name.startswith(("decoder", "generator")) for name, _ in net.named_parameters())
+    with pytest.raises(UserError, match="trains with model.ctc_weight=1"):
+        module(net, ctc_weight=0.5)
+    lit = module(net, ctc_weight=1.0)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(200):
+        optimizer.zero_grad()
+        lit.training_step(batch, 0).backward()
+        optimizer.step()
+    net.eval()
+    greedy = DecodingConfig(beam_size=1, max_len_a=0.0, max_len_b=20)  # becomes CTC's best path
+    hypotheses = net.generate(batch["source"], batch["source_mask"], greedy)
+    assert [decode(h[0].tokens) for h in hypotheses] == batch["texts"]
+    with pytest.raises(UserError, match="decodes by CTC's best path"):
+        net.generate(batch["source"], batch["source_mask"], DecodingConfig(beam_size=3))
+
+
+def test_a_network_without_decoder_needs_a_ctc_head():
+    with pytest.raises(ValueError, match="needs a CTC head"):
+        EncoderDecoder(
+            target_vocab_size=VOCAB,
+            encoder=functools.partial(TransformerEncoder, dim=32, num_layers=1),
+            decoder=None,
+            frontend=functools.partial(AudioFrontend, output_size=32, n_mels=40, channels=8),
+        )

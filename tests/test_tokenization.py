@@ -85,7 +85,7 @@ def test_bpe_vocab_size(de_en_bpe: Seq2SeqTokenizer) -> None:
     assert de_en_bpe.target_vocab_size == 2000
 
 
-@pytest.mark.parametrize("kind", ["bpe", "word"])
+@pytest.mark.parametrize("kind", ["bpe", "word", "char"])
 def test_special_token_ids_are_fixed(kind: str) -> None:
     tokenizer = Seq2SeqTokenizer.train(
         SCAN_COMMANDS, SCAN_ACTIONS, kind, vocab_size=300, joint=False, min_frequency=1
@@ -123,6 +123,17 @@ def test_word_unknown_words_become_unk() -> None:
     [ids] = tokenizer.encode_source(["walk  sideways\tleft"])
     assert ids[1] == UNK_ID
     assert tokenizer.decode_source(ids) == "walk <unk> left"
+
+
+def test_char_round_trip_one_token_per_character() -> None:
+    transcripts = ["a dog runs", "two men's bikes"]
+    tokenizer = Seq2SeqTokenizer.train(None, transcripts, "char", 100, False, min_frequency=1)
+    assert tokenizer.target_vocab_size == 4 + len(set("".join(transcripts)))
+    [ids] = tokenizer.encode_target(["a dog's bike"])
+    assert len(ids) == len("a dog's bike")
+    assert tokenizer.decode_target(ids) == "a dog's bike"
+    [unseen] = tokenizer.encode_target(["a cat"])
+    assert unseen[2] == UNK_ID and tokenizer.decode_target(unseen) == "a <unk>at"
 
 
 def test_word_vocab_size_caps_vocabulary() -> None:

@@ -31,7 +31,14 @@ def build_datamodule(cfg: DictConfig, model: Seq2SeqModule) -> L.LightningDataMo
                 f"checkpoint '{cfg.ckpt_path}' does not record its data (written before "
                 "checkpoints did): give its training data, e.g. data=multi30k data.path=..."
             )
-        datamodule = instantiate(OmegaConf.create(model.data_config), "data")
+        data_config = OmegaConf.create(model.data_config)
+        if cfg.get("test_split"):  # another split of the same data
+            if "splits" not in data_config:
+                raise UserError(
+                    "test_split: the checkpoint's data has no data.splits to choose from"
+                )
+            data_config.splits.test = cfg.test_split
+        datamodule = instantiate(data_config, "data")
     else:
         datamodule = instantiate(cfg.data, "data")
         datamodule.prepare_data()

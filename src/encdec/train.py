@@ -51,10 +51,12 @@ log = logging.getLogger(__name__)
 
 
 def print_test_report(output_dir: Path, suffix: str) -> None:
-    """Print the test metrics and sacreBLEU signature the model wrote into the run dir."""
+    """Print the test metrics and the metric's signature the model wrote into the run dir."""
     record = json.loads((output_dir / f"test_metrics{suffix}.json").read_text())
     print(f"test: {json.dumps(record['metrics'], indent=1)}")
-    print(f"sacreBLEU signature: {record['bleu_signature']}")
+    print(f"signature: {record['signature']}")
+    if "real_time_factor" in record:
+        print(f"real-time factor: {record['real_time_factor']:.4f}")
     print(f"predictions: {record['predictions']}")
 
 
@@ -105,7 +107,8 @@ def select_checkpoint(trainer: L.Trainer, model, datamodule, monitor: str) -> st
     for path in (best, str(averaging.averaged_path)):
         results = trainer.validate(model, datamodule=datamodule, ckpt_path=path, verbose=False)
         scores[path] = results[0][monitor]
-    chosen = max(scores, key=scores.__getitem__)  # a tie keeps best.ckpt
+    better = max if model.val_text.higher_is_better else min
+    chosen = better(scores, key=scores.__getitem__)  # a tie keeps best.ckpt
     log.info("%s on val: %s -> testing %s", monitor, scores, chosen)
     return chosen
 
@@ -113,11 +116,11 @@ def select_checkpoint(trainer: L.Trainer, model, datamodule, monitor: str) -> st
 def log_global_batch(cfg: DictConfig, trainer: L.Trainer) -> None:
     """Say (and log) how big an optimizer step's batch is: the data config's batch is per
     device, so the global batch grows with the number of processes."""
-    key = "max_tokens" if "max_tokens" in cfg.data else "batch_size"
+    key = next(k for k in ("max_tokens", "max_frames", "batch_size") if k in cfg.data)
     per_device = cfg.data[key]
     accumulation = cfg.trainer.get("accumulate_grad_batches", 1)
     total = per_device * trainer.world_size * accumulation
-    unit = "tokens" if key == "max_tokens" else "examples"
+    unit = {"max_tokens": "tokens", "max_frames": "frames"}.get(key, "examples")
     log.info(
         "batch: data.%s=%s %s per device x %d processes x %d accumulated = %s per step",
         key, per_device, unit, trainer.world_size, accumulation, total,

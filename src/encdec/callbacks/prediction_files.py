@@ -1,7 +1,7 @@
 """The test stage's files in the run dir: ``predictions/test{suffix}.txt`` (corpus order, every
-rank's sentences) and ``test_metrics{suffix}.json`` with sacreBLEU's signature and the search's
-speed. Written by the process that decoded, so every strategy (``ddp_spawn`` included) leaves
-them."""
+rank's sentences) and ``test_metrics{suffix}.json`` with the metric's signature (sacreBLEU's, or
+the WER normalization) and the search's speed (and, for speech, its real-time factor). Written
+by the process that decoded, so every strategy (``ddp_spawn`` included) leaves them."""
 
 import json
 from pathlib import Path
@@ -32,10 +32,13 @@ class PredictionFiles(L.Callback):
                 for name, value in trainer.callback_metrics.items()
                 if name.startswith("test/")
             },
-            "bleu_signature": pl_module.test_text.bleu_signature,
+            "signature": pl_module.test_text.signature,  # how the metrics were computed
             "predictions": str(path),
             "sentences": len(lines),
             "decode_seconds": seconds,
             "sentences_per_s": len(lines) / max(seconds, 1e-9),
         }
+        if pl_module.test_audio_seconds:  # speech: rank 0's decoding time over its audio time
+            record["audio_seconds"] = pl_module.test_audio_seconds
+            record["real_time_factor"] = seconds / pl_module.test_audio_seconds
         (output_dir / f"test_metrics{suffix}.json").write_text(json.dumps(record, indent=2))

@@ -5,9 +5,11 @@ The first ``num_samples`` examples of the first val batch are kept; after every 
 fit they are decoded greedily (as validation decodes) and written into the run dir as
 ``samples/epoch{E}_step{S}.md`` (images of a captioning batch once, as ``samples/images/{i}.png``)
 and, with a W&B logger, as the table ``val/samples`` (captions: the image instead of a source
-text). Models whose decoder's ``step`` returns attention (attention RNNs, Transformers) also
-get ``attention/epoch{E}_step{S}_{i}.png`` for the first ``attention_maps`` examples, logged to
-W&B as ``val/attention``; the fixed-context RNN decoder has no attention and gets none. With a
+text; speech: the audio, saved once as ``samples/audio/{i}.wav``). Models whose decoder's
+``step`` returns attention (attention RNNs, Transformers) also get
+``attention/epoch{E}_step{S}_{i}.png`` for the first ``attention_maps`` examples, logged to W&B
+as ``val/attention`` (speech: output tokens x encoder frames under the utterance's log-mel
+spectrogram); the fixed-context RNN decoder has no attention and gets none. With a
 TensorBoard logger the samples are the text ``val/samples`` and the heatmaps images under
 ``val/attention/``. The CSV logger gets nothing: the files in the run dir are there for every
 run. Rank 0 only.
@@ -18,6 +20,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import soundfile
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.wandb import WandbLogger
@@ -30,7 +33,12 @@ from encdec.decoding.search import Hypothesis
 from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.errors import UserError
 from encdec.utils.loggers import find_wandb_logger
-from encdec.utils.plots import pad_to_same_size, save_attention_heatmap, save_attention_overlay
+from encdec.utils.plots import (
+    pad_to_same_size,
+    save_attention_heatmap,
+    save_attention_over_spectrogram,
+    save_attention_overlay,
+)
 
 
 def first_rows(batch: dict[str, Any], count: int) -> dict[str, Any]:
@@ -50,6 +58,11 @@ def markdown_cell(text: str) -> str:
 def is_images(batch: dict[str, Any]) -> bool:
     """Whether a batch's source is images (B, 3, H, W), not token ids (B, S)."""
     return batch["source"].dim() == 4
+
+
+def is_audio(batch: dict[str, Any]) -> bool:
+    """Whether a batch's source is waveforms (B, N) (float), not token ids (B, S)."""
+    return batch["source"].dim() == 2 and batch["source"].is_floating_point()
 
 
 class ValidationSamples(L.Callback):
@@ -115,9 +128,14 @@ class ValidationSamples(L.Callback):
         import wandb
 
         data = [
-            [wandb.Image(v) if isinstance(v, np.ndarray) else v for v in row.values()]
+            [
+                wandb.Image(v) if isinstance(v, np.ndarray)
+                else wandb.Audio(str(v)) if isinstance(v, Path)
+                else v
+                for v in row.values()
+            ]
             for row in rows
-        ]
+        ]  # fmt: skip
         wandb_logger.log_table("val/samples", columns=list(rows[0]), data=data, step=step)
         if plots:
             captions = [path.stem for path in plots]
@@ -133,9 +151,9 @@ class ValidationSamples(L.Callback):
     def sample_rows(
         self, pl_module: Seq2SeqModule, hypotheses: list[Hypothesis], samples_dir: Path
     ) -> list[dict[str, Any]]:
-        """One row per example: ``source`` text or ``image`` (uint8 (H, W, 3)), ``reference``
-        (or ``references``, joined by " | "), ``hypothesis``. Images are saved once into
-        ``samples_dir/images``."""
+        """One row per example: ``source`` text, ``image`` (uint8 (H, W, 3)) or ``audio`` (the
+        path of its WAV), ``reference`` (or ``references``, joined by " | "), ``hypothesis``.
+        Images and audio are saved once into ``samples_dir/images`` and ``samples_dir/audio``."""
         examples = self.examples
         references = examples["references"]
         samples_dir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +167,13 @@ class ValidationSamples(L.Callback):
                     path.parent.mkdir(exist_ok=True)
                     Image.fromarray(image).save(path)
                 row = {"image": image, "references": " | ".join(references[i])}
+            elif is_audio(examples):
+                path = samples_dir / "audio" / f"{i}.wav"
+                if not path.is_file():
+                    path.parent.mkdir(exist_ok=True)
+                    wave = examples["source"][i][examples["source_mask"][i]].float().cpu()
+                    soundfile.write(path, wave.numpy(), pl_module.net.frontend.sample_rate)
+                row = {"audio": path, "reference": references[i]}
             else:
                 row = {"source": examples["source_text"][i], "reference": references[i]}
             rows.append({**row, "hypothesis": text})
@@ -161,9 +186,11 @@ class ValidationSamples(L.Callback):
         lines.append("|---" * (len(columns) + 1) + "|")
         for i, row in enumerate(rows):
             cells = [
-                f"![image {i}](images/{i}.png)" if isinstance(v, np.ndarray) else markdown_cell(v)
+                f"![image {i}](images/{i}.png)" if isinstance(v, np.ndarray)
+                else f"[audio {i}](audio/{i}.wav)" if isinstance(v, Path)
+                else markdown_cell(v)
                 for v in row.values()
-            ]
+            ]  # fmt: skip
             lines.append(f"| {i} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
@@ -179,6 +206,20 @@ class ValidationSamples(L.Callback):
                 continue
             weights = hypothesis.attention.float().cpu().numpy()  # (T, S): S padded, or N cells
             source_labels = None
+            if is_audio(examples):  # encoder frames under the utterance's spectrogram
+                real = examples["source_mask"][i]
+                spectrogram, mel_mask = pl_module.net.frontend.log_mel(
+                    examples["source"][i][real][None], real[real][None]
+                )  # (1, T, M), (1, T)
+                frames = int(pl_module.net.frontend.subsampling.lengths(mel_mask.sum(1)))
+                target_ids = hypothesis.tokens + ([EOS_ID] if hypothesis.finished else [])
+                labels = [token_text(tokenizer.target, t) for t in target_ids]
+                path = out_dir / f"{name}_{i}.png"
+                paths.append(save_attention_over_spectrogram(
+                    spectrogram[0].T.float().cpu().numpy(), weights[:, :frames], labels, path,
+                    f"{name} example {i}",
+                ))  # fmt: skip
+                continue
             if not is_images(examples):  # text: its own tokens, without the batch's padding
                 ids = examples["source"][i][examples["source_mask"][i]].tolist()
                 source_labels = [token_text(tokenizer.source, t) for t in ids]

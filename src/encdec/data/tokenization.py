@@ -6,6 +6,8 @@ Two kinds of tokenizer are trained from a corpus:
   ``decode(encode(s)) == s`` up to NFC normalization and surrounding whitespace.
 * ``"word"``: one token per whitespace-separated word, for closed vocabularies such
   as SCAN. Words outside the vocabulary become ``<unk>``.
+* ``"char"``: one token per character, the space included (speech recognition's
+  transcripts). Characters outside the vocabulary become ``<unk>``.
 
 Every vocabulary starts with the same special tokens at fixed ids (``PAD_ID`` ...
 ``EOS_ID``). Encoding never adds ``<s>``/``</s>``: the caller does.
@@ -30,13 +32,21 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 
 from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
 
 PAD, UNK, BOS, EOS = SPECIAL_TOKENS  # trainers give them ids 0..3 in this order
 
-KINDS = ("bpe", "word")
+KINDS = ("bpe", "word", "char")
 
 _JOINT_FILE = "tokenizer.json"
 _SOURCE_FILE = "tokenizer.source.json"
@@ -66,6 +76,16 @@ def train_tokenizer(
         tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
         tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         # No decoder: Tokenizer.decode then joins the tokens with single spaces.
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=False,
+        )
+    elif kind == "char":
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+        tokenizer.decoder = decoders.Fuse()  # characters joined as they are
         trainer = trainers.WordLevelTrainer(
             vocab_size=vocab_size,
             min_frequency=min_frequency,

@@ -34,6 +34,8 @@ class Captioner:
         network, checkpoint = load_network(path, map_location)
         if network.source_vocab_size is not None:
             raise UserError(f"'{path}' holds a model of text: use python -m encdec.translate")
+        if network.frontend is not None:
+            raise UserError(f"'{path}' holds a speech recognizer: use python -m encdec.transcribe")
         return cls(network, checkpoint.get("image_settings"))
 
     @property

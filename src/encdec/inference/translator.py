@@ -22,6 +22,8 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> "Translator":
         network, _ = load_network(path, map_location)
+        if network.frontend is not None:
+            raise UserError(f"'{path}' holds a speech recognizer: use python -m encdec.transcribe")
         if network.source_vocab_size is None:
             raise UserError(f"'{path}' holds a model of images: use python -m encdec.caption")
         return cls(network)

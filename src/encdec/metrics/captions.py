@@ -173,6 +173,7 @@ class CaptionMetrics(Metric):
 
     full_state_update = False
     names = ("bleu_4", "bleu_1", "bleu_2", "bleu_3", "cider", "rouge_l")  # first: progress bar
+    higher_is_better = True
 
     def __init__(self, document_frequencies: FrequencySource = "evaluated") -> None:
         super().__init__()
@@ -185,7 +186,7 @@ class CaptionMetrics(Metric):
         self.add_state("references", default=[], dist_reduce_fx="cat")
         self.frequency_source = document_frequencies
         self.training_cider: CiderD | None = None
-        self.bleu_signature = ""  # sacreBLEU's signature (of BLEU-4), set by compute()
+        self.signature = ""  # sacreBLEU's signature (of BLEU-4), set by compute()
 
     @property
     def needs_training_references(self) -> bool:
@@ -224,7 +225,7 @@ class CaptionMetrics(Metric):
             cider = CiderD.of_references(references)
         values = {}
         for order in range(1, NGRAM_ORDER + 1):
-            values[f"bleu_{order}"], self.bleu_signature = corpus_bleu(
+            values[f"bleu_{order}"], self.signature = corpus_bleu(
                 hypotheses, references, order
             )  # the signature kept is BLEU-4's
         values["cider"] = 100.0 * cider.corpus_score(hypotheses, references)

@@ -63,12 +63,13 @@ class TextMetrics(Metric):
 
     full_state_update = False
     names = ("bleu", "chrf", "exact_match")  # what compute() returns
+    higher_is_better = True
 
     def __init__(self) -> None:
         super().__init__()
         self.add_state("hypotheses", default=[], dist_reduce_fx="cat")
         self.add_state("references", default=[], dist_reduce_fx="cat")
-        self.bleu_signature = ""  # sacreBLEU's signature, set by compute()
+        self.signature = ""  # sacreBLEU's signature, set by compute()
 
     def update(self, hypotheses: list[str], references: list[str]) -> None:
         if len(hypotheses) != len(references):
@@ -86,7 +87,7 @@ class TextMetrics(Metric):
             raise ValueError("no decoded sentences to score")
         bleu_metric = sacrebleu.BLEU()  # 13a tokenization, cased, on detokenized text
         bleu = bleu_metric.corpus_score(hypotheses, [references])
-        self.bleu_signature = str(bleu_metric.get_signature())
+        self.signature = str(bleu_metric.get_signature())
         chrf = sacrebleu.CHRF().corpus_score(hypotheses, [references])
         exact = sum(h == r for h, r in zip(hypotheses, references, strict=True)) / len(references)
         return {

@@ -12,6 +12,7 @@ The step interface search uses (``encdec.decoding.search``)::
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import torch
@@ -26,6 +27,7 @@ from encdec.decoding.search import (
 )
 from encdec.modules.embeddings import TokenEmbedding
 from encdec.modules.interface import Decoder, Encoded, Reorderable
+from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -64,7 +66,7 @@ def output_layer(features: int, vocab_size: int, tied_embedding: nn.Embedding | 
 class TeacherForced(NamedTuple):
     """What the network computes for a training batch."""
 
-    logits: torch.Tensor  # (B, T, V)
+    logits: torch.Tensor | None  # (B, T, V); None without a decoder (CTC only)
     attention: torch.Tensor | None  # (B, T, S) where the decoder attends in training
     ctc_log_probs: torch.Tensor | None  # (B, S, V) of the CTC head over the encoder states
     ctc_mask: torch.Tensor | None  # (B, S) the encoder's real positions
@@ -77,7 +79,8 @@ class EncoderDecoder(nn.Module):
     the target embedding and what the encoder gives (``memory_size``, ``memory_final``).
     ``frontend``: a partial constructor of the audio front-end (waveforms -> vectors), for a
     speech source. ``ctc``: a CTC output layer over the encoder states (blank = PAD), for
-    hybrid CTC/attention training and joint decoding."""
+    hybrid CTC/attention training and joint decoding; with ``decoder=None`` the network is
+    CTC only (an encoder and its CTC head, decoded by CTC's best path)."""
 
     bos_id, eos_id, pad_id = BOS_ID, EOS_ID, PAD_ID
 
@@ -85,7 +88,7 @@ class EncoderDecoder(nn.Module):
         self,
         target_vocab_size: int,
         encoder: Callable[..., nn.Module],
-        decoder: Callable[..., Decoder],
+        decoder: Callable[..., Decoder] | None,
         source_vocab_size: int | None = None,  # None: the source is not text (images)
         embedding_dim: int = 256,
         scale_embeddings: bool = False,
@@ -118,17 +121,25 @@ class EncoderDecoder(nn.Module):
             )
             target_embedding = TokenEmbedding(
                 target_vocab_size, embedding_dim, PAD_ID, scale_embeddings
-            )
-        self.decoder = decoder(
-            embedding=target_embedding,
-            memory_size=self.encoder.output_size,
-            memory_final=self.encoder.final_states,
-        )
-        self.generator = output_layer(
-            self.decoder.output_size, target_vocab_size, target_embedding if tie_output else None
-        )
+            ) if decoder is not None else None  # fmt: skip
         self.ctc_head = nn.Linear(self.encoder.output_size, target_vocab_size) if ctc else None
-        self.max_output_length = self.decoder.max_output_length
+        if decoder is None:  # CTC only: no target embedding, decoder or output projection
+            if self.ctc_head is None:
+                raise ValueError("model.net.decoder=null needs a CTC head: model.net.ctc=true")
+            self.decoder, self.generator = None, None
+            self.max_output_length = 1 << 30  # CTC emits at most one token per encoder state
+        else:
+            self.decoder = decoder(
+                embedding=target_embedding,
+                memory_size=self.encoder.output_size,
+                memory_final=self.encoder.final_states,
+            )
+            self.generator = output_layer(
+                self.decoder.output_size,
+                target_vocab_size,
+                target_embedding if tie_output else None,
+            )
+            self.max_output_length = self.decoder.max_output_length
         self.tokenizer: Any = None  # a Seq2SeqTokenizer, attached by whoever built the network
         self.decoding = DecodingConfig()
 
@@ -158,7 +169,8 @@ class EncoderDecoder(nn.Module):
         """The decoder's memory, the CTC log-probabilities (B, S, V) and each row's encoder
         length (B,): one encoder pass for joint CTC/attention search."""
         encoded = self.encode_source(src, src_mask)
-        return self.decoder.memory(encoded), self.ctc_log_probs(encoded), encoded.mask.sum(1)
+        memory = None if self.decoder is None else self.decoder.memory(encoded)
+        return memory, self.ctc_log_probs(encoded), encoded.mask.sum(1)
 
     def init_state(self, memory: Reorderable) -> Reorderable:
         return self.decoder.init_state(memory)
@@ -182,8 +194,10 @@ class EncoderDecoder(nn.Module):
         with that probability, else the model's own previous prediction (scheduled sampling,
         through the step interface)."""
         encoded = self.encode_source(src, src_mask)
-        memory = self.decoder.memory(encoded)
         ctc = (None, None) if self.ctc_head is None else (self.ctc_log_probs(encoded), encoded.mask)
+        if self.decoder is None:
+            return TeacherForced(None, None, *ctc)
+        memory = self.decoder.memory(encoded)
         if self.training and self.teacher_forcing_ratio < 1.0:
             return TeacherForced(self._scheduled_sampling(tgt_in, memory), None, *ctc)
         features, attention = self.decoder(tgt_in, memory)
@@ -228,15 +242,31 @@ class EncoderDecoder(nn.Module):
         self, src: torch.Tensor, src_mask: torch.Tensor, decoding: DecodingConfig | None = None
     ) -> list[list[Hypothesis]]:
         """n-best lists of token-id hypotheses per source row, best first."""
-        return decode(self, src, src_mask, decoding or self.decoding, self.max_output_length)
+        decoding = decoding or self.decoding
+        if self.decoder is None:  # CTC only
+            decoding = ctc_only_decoding(decoding)
+        return decode(self, src, src_mask, decoding, self.max_output_length)
 
     def greedy_with_attention(
         self, src: torch.Tensor, src_mask: torch.Tensor, keep_attention: bool = True
     ) -> list[Hypothesis]:
         """Greedy hypotheses within ``decoding``'s length limits, each keeping its steps'
         attention where the decoder has attention (for plots)."""
+        if self.decoder is None:  # CTC only: no attention to keep
+            return [n_best[0] for n_best in self.generate(src, src_mask)]
         limits = max_output_lengths(
             src_mask, self.decoding.max_len_a, self.decoding.max_len_b, self.max_output_length
         )
         with self.returning_attention():
             return greedy_search(self, src, src_mask, limits, keep_attention=keep_attention)
+
+
+def ctc_only_decoding(decoding: DecodingConfig) -> DecodingConfig:
+    """How a network without a decoder decodes: CTC's best path (a beam over CTC alone would
+    need a decoder to extend its hypotheses)."""
+    if decoding.beam_size > 1 or decoding.sample:
+        raise UserError(
+            "a CTC-only model (model.net.decoder=null) decodes by CTC's best path: "
+            "decoding.beam_size=1, decoding.sample=false"
+        )
+    return replace(decoding, ctc_weight=1.0)

@@ -57,6 +57,10 @@ class Seq2SeqModule(L.LightningModule):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
             raise UserError(f"model.ctc_weight must be in [0, 1], got {ctc_weight}")
+        if net.decoder is None and ctc_weight != 1.0:
+            raise UserError(
+                "a CTC-only model (model.net.decoder=null) trains with model.ctc_weight=1"
+            )
         self.ctc_weight = ctc_weight  # loss = w * CTC + (1 - w) * cross entropy
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -171,7 +175,12 @@ class Seq2SeqModule(L.LightningModule):
             return None
         src = batch["source"]
         output = self.training_forward(src, batch["source_mask"], batch["target_in"])
-        loss_sum, tokens = self.loss(output.logits, batch["target_out"])
+        tokens = (batch["target_out"] != PAD_ID).sum()
+        if output.logits is None:  # CTC only
+            loss = self.ctc_loss(output, batch["target_out"]) / tokens
+            self.log("train/ctc_loss", loss, prog_bar=True, batch_size=src.size(0))
+            return loss
+        loss_sum, _ = self.loss(output.logits, batch["target_out"])
         cross_entropy = loss_sum / tokens
         self.log("train/loss", cross_entropy, prog_bar=True, batch_size=src.size(0))
         loss = cross_entropy
@@ -251,9 +260,10 @@ class Seq2SeqModule(L.LightningModule):
         """Teacher-forced metrics and decoding of one batch: (hypothesis texts, seconds spent
         searching and detokenizing)."""
         src, src_mask = batch["source"], batch["source_mask"]
-        logits = self.net(src, src_mask, batch["target_in"])
-        loss_sum, _ = self.loss(logits, batch["target_out"])
-        teacher_forced.update(logits, batch["target_out"], loss_sum, PAD_ID)
+        if self.net.decoder is not None:  # a CTC-only model has no teacher-forced outputs
+            logits = self.net(src, src_mask, batch["target_in"])
+            loss_sum, _ = self.loss(logits, batch["target_out"])
+            teacher_forced.update(logits, batch["target_out"], loss_sum, PAD_ID)
         start = time.perf_counter()
         hypotheses = self.net.generate(src, src_mask, decoding)  # token lists: synced with device
         texts = [self.tokenizer.decode_target(h[0].tokens) for h in hypotheses]
@@ -276,12 +286,18 @@ class Seq2SeqModule(L.LightningModule):
             batch, self.test_teacher_forced, self.test_text, self.decoding
         )
         self.test_decode_seconds += seconds
+        if self.net.frontend is not None:  # speech: the real-time factor's audio seconds
+            self.test_audio_seconds += (
+                float(batch["source_mask"].sum()) / self.net.frontend.sample_rate
+            )
         self.test_predictions.update(zip(batch["index"].tolist(), texts, strict=True))
 
     def _log_epoch(
         self, stage: str, teacher_forced: TeacherForcedMetrics, text: Metric, suffix: str
     ) -> dict[str, float]:
-        values = {f"{stage}/{k}": v for k, v in teacher_forced.compute().items()}
+        values = {}
+        if self.net.decoder is not None:
+            values = {f"{stage}/{k}": v for k, v in teacher_forced.compute().items()}
         values |= {f"{stage}/{k}{suffix}": v for k, v in text.compute().items()}
         teacher_forced.reset()
         text.reset()
@@ -293,8 +309,10 @@ class Seq2SeqModule(L.LightningModule):
             self.val_text.reset()
             return
         values = self._log_epoch("val", self.val_teacher_forced, self.val_text, "")
+        better = max if self.val_text.higher_is_better else min  # BLEU up, WER down
         for name in self.val_text.names:
-            best = max(values[f"val/{name}"], self.best_val.get(name, -math.inf))
+            worst = -math.inf if self.val_text.higher_is_better else math.inf
+            best = better(values[f"val/{name}"], self.best_val.get(name, worst))
             self.best_val[name] = best
             values[f"val/{name}_best"] = best
         shown = f"val/{self.val_text.names[0]}"
@@ -304,6 +322,7 @@ class Seq2SeqModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.test_predictions = {}
         self.test_decode_seconds = 0.0  # this process's time in search
+        self.test_audio_seconds = 0.0  # and the audio it transcribed (speech)
 
     def on_test_epoch_end(self) -> None:
         suffix = self.decoding.suffix

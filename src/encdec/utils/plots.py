@@ -77,6 +77,36 @@ def save_attention_overlay(
     return path
 
 
+def save_attention_over_spectrogram(
+    spectrogram: np.ndarray, weights: np.ndarray, labels: list[str], path: Path, title: str = ""
+) -> Path:
+    """A recognizer's attention under its input: the log-mel ``spectrogram`` (M, F) on top and,
+    on the same time axis, ``weights`` (T, S) of the T output tokens (``labels``) over the S
+    encoder frames, each spanning F / S spectrogram frames. Written to ``path`` (PNG)."""
+    steps, positions = weights.shape
+    if len(labels) != steps:
+        raise ValueError(f"attention {weights.shape} does not match {len(labels)} labels")
+    frames = spectrogram.shape[1]
+    height = min(3.0 + 0.22 * steps, 18.0)
+    figure = Figure(figsize=(min(4.0 + frames / 60, 18.0), height), dpi=100, layout="constrained")
+    top, bottom = figure.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [1, max(1.0, steps / 12)]}
+    )
+    top.imshow(spectrogram, origin="lower", aspect="auto", cmap="magma", extent=(0, frames, 0, 1))
+    top.set_yticks([])
+    top.set_ylabel("log-mel")
+    extent = (0, frames, steps - 0.5, -0.5)  # encoder frames stretched over the input frames
+    bottom.imshow(weights, cmap="viridis", vmin=0.0, aspect="auto", extent=extent)
+    bottom.set_yticks(range(steps), labels, fontsize=8)
+    bottom.set_ylabel("output")
+    bottom.set_xlabel(f"10-ms frame ({positions} encoder frames)")
+    if title:
+        top.set_title(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
 def pad_to_same_size(paths: list[Path]) -> None:
     """Pad PNGs with white on the right and bottom to the largest width and height among them:
     W&B shows images logged together under one key only when their sizes match."""

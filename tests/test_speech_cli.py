@@ -1,0 +1,135 @@
+"""Speech recognition the way a user runs it: train on the synthesized corpus through the CLI,
+evaluate on the held-out engine, transcribe files of any rate and channel count and a
+manifest, and the console's one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SPEECH = [
+    "experiment=speech_commands",
+    "data.source.texts.counts={train:40,val:8,test:8}",
+    "data.source.speakers={train:4,val:1,test:1,test_unseen_engine:1}",
+    "data.source.utterances_per_speaker=4",
+    "model.net.embedding_dim=32",
+    "model.net.frontend.output_size=32",
+    "model.net.frontend.channels=8",
+    "model.net.encoder.dim=32",
+    "model.net.encoder.ff_dim=64",
+    "model.net.encoder.num_layers=1",
+    "model.net.decoder.dim=32",
+    "model.net.decoder.ff_dim=64",
+    "model.net.decoder.num_layers=1",
+    "decoding.beam_size=2",
+    "trainer.max_epochs=2",
+    "trainer.max_time=null",
+    "logger=csv",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "PROJECT_ROOT": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        text=True, capture_output=True, cwd=ROOT, env=env, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny recognizer trained for two epochs by ``encdec.train``: its run dir."""
+    base = tmp_path_factory.mktemp("speech")
+    result = cli(
+        "encdec.train", *TINY_SPEECH, f"hydra.run.dir={base / 'run'}",
+        f"paths.cache_dir={base / 'cache'}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base / "run"
+
+
+@pytest.mark.slow
+def test_training_selects_on_val_wer_and_reports_wer_cer_and_real_time_factor(trained):
+    config = OmegaConf.load(trained / "config.yaml")
+    assert config.monitor == "val/wer" and config.callbacks.model_checkpoint.mode == "min"
+    record = json.loads((trained / "test_metrics_beam2_ctc0.3.json").read_text())
+    assert {"test/wer_beam2_ctc0.3", "test/cer_beam2_ctc0.3"} <= set(record["metrics"])
+    assert record["real_time_factor"] > 0 and "normalized text" in record["signature"]
+    assert list((trained / "samples" / "audio").glob("*.wav"))  # the val samples' audio
+    assert list((trained / "attention").glob("*.png"))  # attention over the spectrogram
+    lines = (trained / "predictions" / "test_beam2_ctc0.3.txt").read_text().splitlines()
+    assert len(lines) == 4  # the test speaker's utterances
+
+
+@pytest.mark.slow
+def test_evaluate_tests_on_the_held_out_engine(trained, tmp_path):
+    result = cli(
+        "encdec.evaluate", f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
+        "test_split=test_unseen_engine", "decoding.ctc_weight=1.0", "decoding.beam_size=1",
+        "logger=csv", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "test_metrics_ctc1.json").read_text())
+    assert "test/wer_ctc1" in record["metrics"]
+    corpus = next((trained.parent / "cache").glob("speech-v*"))
+    flite = (corpus / "test_unseen_engine.jsonl").read_text().splitlines()
+    assert len((tmp_path / "predictions" / "test_ctc1.txt").read_text().splitlines()) == len(flite)
+
+
+@pytest.mark.slow
+def test_transcribe_reads_any_rate_and_channels_and_scores_a_manifest(trained, tmp_path):
+    corpus = next((trained.parent / "cache").glob("speech-v*"))
+    row = json.loads((corpus / "test.jsonl").read_text().splitlines()[0])
+    audio, rate = soundfile.read(corpus / row["audio_filepath"], dtype="float32")
+    soundfile.write(tmp_path / "stereo.flac", np.stack([audio, audio], 1), rate)
+    soundfile.write(tmp_path / "mono.wav", audio, rate)
+    ckpt = f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}"
+    result = cli(
+        "encdec.transcribe", ckpt, f"audio=[{tmp_path / 'mono.wav'},{tmp_path / 'stereo.flac'}]"
+    )
+    assert result.returncode == 0, result.stderr
+    mono, stereo = result.stdout.splitlines()
+    assert mono == stereo  # the same speech, read as mono
+    result = cli("encdec.transcribe", ckpt, f"manifest={corpus / 'test.jsonl'}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 + 2 and lines[-2].startswith("WER ") and "CER" in lines[-2]
+    assert lines[-1].startswith("real-time factor ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("module", "args", "expected"),
+    [
+        ("encdec.transcribe", ["audio={tmp}/text.wav"], "error: {tmp}/text.wav: unreadable audio"),
+        ("encdec.transcribe", [], "error: give audio=FILE (or audio=[FILE,...]) or manifest="),
+        ("encdec.caption", ["image=x.png"], "holds a speech recognizer: use python -m encdec.tr"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_clear_line(trained, tmp_path, module, args, expected):
+    (tmp_path / "text.wav").write_text("not audio")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = cli(module, f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}", *args)
+    assert result.returncode != 0
+    assert expected.replace("{tmp}", str(tmp_path)) in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_translate_refuses_a_speech_recognizer(trained):
+    result = subprocess.run(
+        [sys.executable, "-m", "encdec.translate",
+         f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}"],
+        input="a dog\n", text=True, capture_output=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "holds a speech recognizer: use python -m encdec.transcribe" in result.stderr
