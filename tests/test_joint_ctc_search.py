@@ -74,3 +74,25 @@ def test_ctc_weight_without_a_ctc_head_is_one_clear_error(tiny_model):
     src, mask = random_batch(batch=2, seed=1)
     with pytest.raises(UserError, match="needs a model with a CTC head"):
         decode(tiny_model, src, mask, DecodingConfig(beam_size=2, ctc_weight=0.5), 50)
+
+
+def test_a_sentence_whose_every_beam_ctc_rules_out_still_gets_an_answer():
+    """Two frames allow CTC at most two labels; with the length limit left at five (the
+    search's own cap lifted), every beam is impossible by the end, and the sentence still
+    gets one (unfinished) hypothesis."""
+    model, frames = Uniform(), 2
+    posteriors = torch.full((1, frames, model.vocab), -1e4)
+    posteriors[:, :, [0, 1, 4]] = torch.log(torch.tensor([0.1, 0.45, 0.45]))
+    scorer = CTCPrefixScorer(posteriors, torch.tensor([frames]), model.pad_id, model.eos_id)
+
+    class NoEOS(Uniform):  # an attention model that never ends
+        def step(self, prev_tokens, state, memory):
+            logits = torch.zeros(prev_tokens.size(0), self.vocab)
+            logits[:, self.eos_id] = float("-inf")
+            return logits, state, None
+
+    src, mask = torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.bool)
+    [hypotheses] = beam_search(
+        NoEOS(), src, mask, torch.tensor([5]), beam_size=2, scorers=[(0.5, scorer)]
+    )
+    assert len(hypotheses) == 1 and not hypotheses[0].finished

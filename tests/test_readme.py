@@ -40,11 +40,14 @@ TINY_BUDGET = {
     "encdec.tune": [*TINY_TRAINING, "hydra.sweeper.n_trials=1"],
     "encdec.evaluate": ["trainer.limit_test_batches=1", "trainer.enable_progress_bar=false"],
 }
-NARROW_SWEEPS = {  # a sweep's grid narrowed as the configs' comments say, e.g. `seed=1`
+NARROW_SWEEPS = {  # a sweep's grid narrowed as the configs' comments say, e.g. `seed=1`;
+    # the speech corpus synthesized small
     "multirun": "seed=1",
     "experiment=compare_scan": "data.split=simple model=scan_rnn",
     "experiment=compare_multi30k": "model=multi30k_rnn",
     "hparams_search=": "hydra.sweeper.n_trials=1",
+    "experiment=speech_commands": "data.source.utterances_per_speaker=2 "  # a tiny corpus
+    "data.source.speakers={train:4,val:1,test:1,test_unseen_engine:1}",
 }
 # what a command needs that a machine may lack -> the refusal it must print instead
 NEEDS = {

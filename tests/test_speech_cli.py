@@ -14,7 +14,7 @@ import soundfile
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_SPEECH = [
+TINY_RECOGNIZER = [  # a tiny corpus and model of the default experiment
     "experiment=speech_commands",
     "data.source.texts.counts={train:40,val:8,test:8}",
     "data.source.speakers={train:4,val:1,test:1,test_unseen_engine:1}",
@@ -28,6 +28,9 @@ TINY_SPEECH = [
     "model.net.decoder.dim=32",
     "model.net.decoder.ff_dim=64",
     "model.net.decoder.num_layers=1",
+]
+TINY_SPEECH = [
+    *TINY_RECOGNIZER,
     "decoding.beam_size=2",
     "trainer.max_epochs=2",
     "trainer.max_time=null",
@@ -133,3 +136,15 @@ def test_translate_refuses_a_speech_recognizer(trained):
     )  # fmt: skip
     assert result.returncode != 0
     assert "holds a speech recognizer: use python -m encdec.transcribe" in result.stderr
+
+
+@pytest.mark.slow
+def test_compare_reports_a_speech_run_by_its_wer(trained, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "scripts/compare.py", str(trained), "--out", str(tmp_path)],
+        text=True, capture_output=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "Transformer + Transformer" in line)
+    assert "test/wer_beam2_ctc0.3" in row
+    assert (tmp_path / "val_curves.png").is_file()  # the val WER curve

@@ -30,6 +30,7 @@ from tests.conftest import (
 )
 from tests.test_captioning import TINY_SHAPES
 from tests.test_entry_points import TINY
+from tests.test_speech_cli import TINY_RECOGNIZER
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # 40 characters, as a W&B API key
@@ -212,6 +213,28 @@ def test_caption_samples_show_the_image(tmp_path, logged_to_wandb):
     assert table["columns"] == ["image", "references", "hypothesis"]
     assert type(table["data"][0][0]).__name__ == "Image"  # wandb.Image
     assert len(list((run / "attention").glob("*.png"))) == 2  # attention over the image grid
+
+
+def test_speech_samples_keep_the_audio_and_plot_attention_over_the_spectrogram(
+    tmp_path, logged_to_wandb
+):
+    overrides = [
+        *TINY_RECOGNIZER,  # on a tiny synthesized corpus
+        *FAST,
+        *SAMPLES,
+        "+callbacks.sample_table.num_samples=2",
+        "logger=wandb",
+        "test=false",
+    ]
+    train(compose_config("train", overrides, tmp_path / "run"))
+    run = tmp_path / "run"
+    page = (run / "samples" / "epoch0_step3.md").read_text()
+    assert "| # | audio | reference | hypothesis |" in page and "](audio/1.wav)" in page
+    assert sorted(p.name for p in (run / "samples" / "audio").iterdir()) == ["0.wav", "1.wav"]
+    _, table = logged_to_wandb["tables"][0]
+    assert table["columns"] == ["audio", "reference", "hypothesis"]
+    assert type(table["data"][0][0]).__name__ == "Audio"  # wandb.Audio
+    assert len(list((run / "attention").glob("*.png"))) == 2  # attention over the spectrogram
 
 
 def test_cli_multirun_shares_a_group_and_never_saves_the_api_key(tmp_path):

@@ -1,4 +1,5 @@
-"""Training throughput: target tokens/s and source+target tokens/s, logged and summarised.
+"""Training throughput: target tokens/s and source+target tokens/s, logged and summarised
+(speech: target tokens/s and 10-ms input frames/s, ``train/frames_per_s``).
 
 Only time inside training batches counts (forward, backward, optimizer step), so validation
 does not dilute the figure; the summary also records the whole fit's wall time. Under DDP the
@@ -26,10 +27,14 @@ class ThroughputMonitor(L.Callback):
         self.window_tokens: torch.Tensor | None = None  # (target, source) on device: no sync
         self.total_tokens = torch.zeros(2, dtype=torch.long)
         self.parameters = 0
+        self.samples_per_frame = 0  # speech: audio samples per 10-ms frame; 0 for text
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_start = time.perf_counter()
         self.parameters = sum(p.numel() for p in pl_module.parameters())
+        frontend = getattr(getattr(pl_module, "net", None), "frontend", None)
+        if frontend is not None:
+            self.samples_per_frame = frontend.log_mel.hop_length
 
     def on_train_batch_start(
         self,
@@ -56,6 +61,8 @@ class ThroughputMonitor(L.Callback):
             if "source_mask" in batch
             else torch.zeros_like(target_tokens)
         )
+        if self.samples_per_frame:  # speech: the source's samples counted as 10-ms frames
+            source_tokens = source_tokens // self.samples_per_frame
         tokens = torch.stack([target_tokens, source_tokens])
         self.window_tokens = tokens if self.window_tokens is None else self.window_tokens + tokens
         self.window_seconds += time.perf_counter() - self.batch_start
@@ -79,10 +86,9 @@ class ThroughputMonitor(L.Callback):
         if window := self._close_window(pl_module):
             target, source, seconds = window
             pl_module.log_dict(  # each rank's rate, summed over ranks
-                {
-                    "train/target_tokens_per_s": target / seconds,
-                    "train/tokens_per_s": (target + source) / seconds,
-                },
+                {"train/target_tokens_per_s": target / seconds} | self._source_rate(
+                    target, source, seconds, "train/"
+                ),
                 sync_dist=True,
                 reduce_fx="sum",
             )
@@ -111,8 +117,14 @@ class ThroughputMonitor(L.Callback):
             "train_seconds": seconds,
             "target_tokens": target,
             "target_tokens_per_s": target / seconds,
-            "tokens_per_s": (target + source) / seconds,
+            **self._source_rate(target, source, seconds),
         }
+
+    def _source_rate(self, target: int, source: int, seconds: float, prefix: str = "") -> dict:
+        """Source + target tokens/s, or for speech input frames/s."""
+        if self.samples_per_frame:
+            return {f"{prefix}frames_per_s": source / seconds}
+        return {f"{prefix}tokens_per_s": (target + source) / seconds}
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._close_window(pl_module)  # the last partial window

@@ -275,7 +275,9 @@ def beam_search(
         for i in at_limit.nonzero().squeeze(1).tolist():
             sentence = int(sentences[i])
             for j in range(k):
-                if beam_scores[i, j] > float("-inf"):
+                # every live beam; an impossible one (-inf: e.g. longer than CTC allows) only
+                # when the sentence would otherwise have no answer at all
+                if beam_scores[i, j] > float("-inf") or (j == 0 and not done[sentence]):
                     score = beam_scores[i, j].item() / penalty
                     done[sentence].append(Hypothesis(beam_tokens[i, j].tolist(), score, False))
         live = ~at_limit & torch.tensor(
@@ -402,6 +404,7 @@ def joint_ctc_search(
         best = ctc_best_path(log_probs, lengths, model.pad_id)
         return [[Hypothesis(tokens, score, True)] for tokens, score in best]
     scorer = CTCPrefixScorer(log_probs, lengths, model.pad_id, model.eos_id)
+    max_lengths = torch.minimum(max_lengths, lengths + 1)  # CTC: a token per frame at most, + EOS
     return beam_search(
         model, src, src_mask, max_lengths, config.beam_size, config.length_penalty,
         config.n_best, scorers=[(config.ctc_weight, scorer)], memory=memory,

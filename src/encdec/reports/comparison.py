@@ -79,8 +79,11 @@ def data_of(config: dict[str, Any]) -> str:
 
 
 def decoding_suffix(config: dict[str, Any]) -> str:
-    beam = int(config.get("decoding", {}).get("beam_size", 1))
-    return f"_beam{beam}" if beam > 1 else ""
+    """The test metrics' suffix of a run's decoding (``_beam5``, ``_beam5_ctc0.3``), as the
+    module named them."""
+    from encdec.decoding.search import DecodingConfig  # imports torch: only once a run is read
+
+    return DecodingConfig().updated(config.get("decoding", {})).suffix
 
 
 def read_val_curve(csv_path: Path, monitor: str) -> list[tuple[int, float]]:
