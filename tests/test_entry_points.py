@@ -124,6 +124,10 @@ def option_overrides(group: str, option: str) -> list[str]:
     return overrides
 
 
+TINY_SPEECH_CORPUS = [
+    "data.source.speakers={train:4,val:1,test:1,test_unseen_engine:1}",
+    "data.source.utterances_per_speaker=3",
+]
 SPEECH_SOURCES = {  # the speech readers, with what each must be given
     "speech_commands": None,
     "speech_multi30k": "data.source.texts.path=/tmp",
@@ -476,7 +480,13 @@ def test_every_experiment_smoke_runs(tmp_path, experiment):
         "trainer.limit_train_batches=2",
         "trainer.max_time=null",
     ]
-    if corpus:
+    if experiment.startswith("speech_"):  # the synthesized corpus, small: its text, 4 voices
+        overrides += TINY_SPEECH_CORPUS
+        overrides += ["trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=1"]
+        if corpus:
+            overrides += [f"data.source.texts.path={SHARED_DATA / corpus}",
+                          "data.source.texts.max_sentences=20"]  # fmt: skip
+    elif corpus:
         overrides.append(f"data.path={SHARED_DATA / corpus}")
     metrics = train(compose_config("train", overrides, tmp_path / "run"))
     assert any(name.startswith(("test/bleu", "test/wer")) for name in metrics)

@@ -86,9 +86,8 @@ class ThroughputMonitor(L.Callback):
         if window := self._close_window(pl_module):
             target, source, seconds = window
             pl_module.log_dict(  # each rank's rate, summed over ranks
-                {"train/target_tokens_per_s": target / seconds} | self._source_rate(
-                    target, source, seconds, "train/"
-                ),
+                {"train/target_tokens_per_s": target / seconds}
+                | self._source_rate(target, source, seconds, "train/"),
                 sync_dist=True,
                 reduce_fx="sum",
             )
