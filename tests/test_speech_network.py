@@ -56,6 +56,16 @@ def module(net: EncoderDecoder, ctc_weight: float) -> Seq2SeqModule:
     )
 
 
+def learn_by_heart(lit: Seq2SeqModule, batch: dict[str, torch.Tensor], steps: int) -> None:
+    """Adam on one batch for ``steps`` steps; the network left in eval mode."""
+    optimizer = torch.optim.Adam(lit.net.parameters(), lr=3e-3)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        lit.training_step(batch, 0).backward()
+        optimizer.step()
+    lit.net.eval()
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory) -> dict[str, torch.Tensor]:
     """Two utterances of one espeak-ng speaker, padded: waveforms, sample mask, targets."""
@@ -107,13 +117,7 @@ def test_the_loss_mixes_ctc_and_cross_entropy_by_its_weight(batch):
 def test_a_tiny_recognizer_learns_two_utterances_and_every_search_reads_them(batch):
     torch.manual_seed(0)
     net = speech_net()
-    lit = module(net, ctc_weight=0.5)
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(300):
-        optimizer.zero_grad()
-        lit.training_step(batch, 0).backward()
-        optimizer.step()
-    net.eval()
+    learn_by_heart(module(net, ctc_weight=0.5), batch, steps=300)
     searches = {
         "attention greedy": DecodingConfig(beam_size=1, max_len_a=0.0, max_len_b=20),
         "joint beam": DecodingConfig(beam_size=3, max_len_a=0.0, max_len_b=20, ctc_weight=0.5),
@@ -140,13 +144,7 @@ def test_a_ctc_only_recognizer_has_no_decoder_and_reads_by_best_path(batch):
     assert all(not name.startswith(("decoder", "generator")) for name, _ in net.named_parameters())
     with pytest.raises(UserError, match="trains with model.ctc_weight=1"):
         module(net, ctc_weight=0.5)
-    lit = module(net, ctc_weight=1.0)
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(200):
-        optimizer.zero_grad()
-        lit.training_step(batch, 0).backward()
-        optimizer.step()
-    net.eval()
+    learn_by_heart(module(net, ctc_weight=1.0), batch, steps=200)
     greedy = DecodingConfig(beam_size=1, max_len_a=0.0, max_len_b=20)  # becomes CTC's best path
     hypotheses = net.generate(batch["source"], batch["source_mask"], greedy)
     assert [decode(h[0].tokens) for h in hypotheses] == batch["texts"]

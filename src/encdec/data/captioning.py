@@ -215,12 +215,7 @@ class CaptioningDataModule(TokenizedDataModule):
 
     def _sampler(self, stage: str, shuffle: bool) -> TokenBucketBatchSampler:
         """Batches of ``batch_size`` examples (every example costs 1 against the budget)."""
-        trainer = self.trainer
-        sharding = {
-            "seed": self.seed,
-            "num_replicas": trainer.world_size if trainer else 1,
-            "rank": trainer.global_rank if trainer else 0,
-        }
+        sharding = self.sharding()
         examples = self.datasets[stage].examples
         if shuffle and self.captions_per_image == "one":
             first, count = zip(*caption_groups(examples), strict=True)
@@ -239,12 +234,3 @@ class CaptioningDataModule(TokenizedDataModule):
             self.trainer,
             shuffle,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -176,26 +176,10 @@ class SpeechDataModule(TokenizedDataModule):
         return SpeechDataset(utterances, target_ids, positions, self.sample_rate)
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        trainer = self.trainer
         dataset = self.datasets[stage]
         sampler = TokenBucketBatchSampler(
-            dataset.lengths(),
-            self.max_frames,
-            shuffle,
-            seed=self.seed,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-            pad_to_equal=shuffle,
+            dataset.lengths(), self.max_frames, shuffle, pad_to_equal=shuffle, **self.sharding()
         )
         return bucketed_loader(
-            dataset, sampler, collate_speech, self.num_workers, self.seed, trainer, shuffle
+            dataset, sampler, collate_speech, self.num_workers, self.seed, self.trainer, shuffle
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from torch.utils.data import DataLoader
 
 from encdec.data.tokenization import Seq2SeqTokenizer, load_or_train_tokenizer
 
@@ -21,6 +22,7 @@ class TokenizedDataModule(L.LightningDataModule):
     dataset is built."""
 
     cache_dir: Path
+    seed: int
     tokenizer_settings: dict[str, Any]
     tokenizer: Seq2SeqTokenizer | None
     datasets: dict[str, Any]
@@ -31,6 +33,28 @@ class TokenizedDataModule(L.LightningDataModule):
 
     @abstractmethod
     def build_dataset(self, stage: str, tokenizer: Seq2SeqTokenizer) -> Any: ...
+
+    @abstractmethod
+    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+        """The stage's DataLoader (shuffled and resumable for training)."""
+
+    def sharding(self) -> dict[str, int]:
+        """The sampler's seed and this process's share of the batches (DDP)."""
+        trainer = self.trainer
+        return {
+            "seed": self.seed,
+            "num_replicas": trainer.world_size if trainer else 1,
+            "rank": trainer.global_rank if trainer else 0,
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
 
     def tokenizer_corpus(self) -> tuple[Iterable[str] | None, Iterable[str], str | None]:
         """(sources or None, targets, corpus key or None) to train the tokenizer on: the

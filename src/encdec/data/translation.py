@@ -319,28 +319,12 @@ class TranslationDataModule(TokenizedDataModule):
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[stage]
-        trainer = self.trainer
         sampler = TokenBucketBatchSampler(
-            pair_lengths(dataset),
-            self.max_tokens,
-            shuffle=shuffle,
-            seed=self.seed,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-            pad_to_equal=shuffle,
+            pair_lengths(dataset), self.max_tokens, shuffle, pad_to_equal=shuffle, **self.sharding()
         )
         return bucketed_loader(
-            dataset, sampler, collate_pairs, self.num_workers, self.seed, trainer, shuffle
+            dataset, sampler, collate_pairs, self.num_workers, self.seed, self.trainer, shuffle
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
 
 def row_features(id_type: type[np.integer], keep_text: bool) -> datasets.Features:
