@@ -532,3 +532,22 @@ def test_a_step_budget_that_ends_before_any_validation_still_tests(tmp_path):
     ]
     metrics = train(compose_config("train", overrides, tmp_path / "run"))
     assert "test/exact_match" in metrics and "val/exact_match" not in metrics
+
+
+def test_a_wall_clock_budget_ends_the_run_inside_its_first_epoch(tmp_path):
+    """max_time stops training at the batch where the budget runs out, also in the first
+    epoch (a minimum epoch count would silently outlast it), and validates what it stopped on."""
+    overrides = [
+        "model=scan_transformer",
+        *TRANSFORMER_SIZES,
+        "logger=csv",
+        "trainer.max_time=00:00:00:01",
+        "trainer.limit_test_batches=1",
+        "trainer.enable_progress_bar=false",
+    ]
+    metrics = train(compose_config("train", overrides, tmp_path / "run"))
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["train_seconds"] < 3  # a whole epoch: 6.6 s unloaded
+    # SCAN's simple split: 16,728 commands, over 5 times the tokens trained in a second here
+    assert summary["target_tokens"] < 16_728 * 5
+    assert "val/exact_match" in metrics

@@ -155,8 +155,9 @@ def test_the_data_module_batches_under_the_frame_budget(tmp_path, caplog):
     batches = list(data.train_dataloader())
     assert sum(len(b["references"]) for b in batches) == 4
     for batch in batches:
-        padded_frames = batch["source"].size(1) / RATE * 100
-        assert padded_frames * len(batch["references"]) <= 300 + len(batch["references"])
+        padded_frames = batch["source"].size(1) * 100 // RATE
+        assert batch["source"].size(1) % (16 * RATE // 100) == 0  # pad_frames_to: few shapes
+        assert padded_frames * len(batch["references"]) <= 300
     durations = sorted(float(m.sum()) / RATE for b in batches for m in b["source_mask"])
     assert durations == pytest.approx([0.2, 0.3, 0.5, 1.0], abs=1e-3)  # 44.1/8 kHz resampled
     assert len(list(data.val_dataloader())) == 2  # evaluation keeps the 2.5-s clip
@@ -165,6 +166,12 @@ def test_the_data_module_batches_under_the_frame_budget(tmp_path, caplog):
 def test_a_frame_budget_smaller_than_one_clip_is_an_error(tmp_path):
     with pytest.raises(UserError, match="data.max_frames=100 cannot hold one clip"):
         speech_data(tmp_path, max_frames=100)
+    with pytest.raises(
+        UserError, match=r"data.max_frames=200 cannot hold .*\(208 frames, padded\)"
+    ):
+        speech_data(tmp_path, max_frames=200, pad_frames_to=16)  # 2 s: 200 frames, 208 padded
+    with pytest.raises(UserError, match="data.pad_frames_to=0 must be 1 or more"):
+        speech_data(tmp_path, pad_frames_to=0)
 
 
 def test_undecodable_audio_is_skipped_from_its_batch(tmp_path, caplog):

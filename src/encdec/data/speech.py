@@ -7,11 +7,14 @@ CER score), tokenized by characters or BPE trained on the training split. Audio 
 the DataLoader workers (``data.audio``): any channel count is averaged to mono and any sample
 rate resampled to ``sample_rate`` (each said once in the log). Batches are duration-bucketed
 under a budget of ``max_frames`` 10-ms frames (the padded length of the longest clip x the
-clips), by the same seeded, DDP-sharded, resumable sampler as text batches. Training leaves out
+clips), by the same seeded, DDP-sharded, resumable sampler as text batches; the padded length
+is a multiple of ``pad_frames_to`` frames, so batches repeat a few shapes and the allocator
+reuses their memory. Training leaves out
 clips longer than ``max_duration`` seconds and empty transcripts (counted in the log); audio
 that fails to decode is skipped from its batch with a warning: bad input never stops an epoch.
 """
 
+import functools
 import logging
 import math
 from pathlib import Path
@@ -85,15 +88,18 @@ class SpeechDataset(Dataset):
                 log.info("%s (first: %s)", message, name)
 
 
-def collate_speech(examples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """``source``: waveforms (B, N) zero-padded, ``source_mask`` (B, N) True on samples,
-    ``target_in`` = BOS + tokens, ``target_out`` = tokens + EOS, ``references`` (transcripts);
-    undecodable audio (None) is left out (None if nothing is left)."""
+def collate_speech(
+    examples: list[dict[str, Any] | None], multiple: int = 1
+) -> dict[str, Any] | None:
+    """``source``: waveforms (B, N) zero-padded to a multiple of ``multiple`` samples,
+    ``source_mask`` (B, N) True on samples, ``target_in`` = BOS + tokens, ``target_out`` =
+    tokens + EOS, ``references`` (transcripts); undecodable audio (None) is left out (None if
+    nothing is left)."""
     kept = [e for e in examples if e is not None]
     if not kept:
         return None
     lengths = torch.tensor([len(e["audio"]) for e in kept])
-    source = torch.zeros(len(kept), int(lengths.max()))
+    source = torch.zeros(len(kept), math.ceil(int(lengths.max()) / multiple) * multiple)
     for row, example in enumerate(kept):
         source[row, : len(example["audio"])] = example["audio"]
     return {
@@ -119,6 +125,7 @@ class SpeechDataModule(TokenizedDataModule):
         tokenizer: dict[str, Any] | None = None,
         max_frames: int = 20000,
         max_duration: float = 20.0,
+        pad_frames_to: int = 16,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -129,12 +136,16 @@ class SpeechDataModule(TokenizedDataModule):
         self.sample_rate = sample_rate
         self.tokenizer_settings = {"kind": "char", "vocab_size": 200, "min_frequency": 1}
         self.tokenizer_settings |= tokenizer or {}
-        if max_frames < frames(max_duration):
+        if pad_frames_to < 1:
+            raise UserError(f"data.pad_frames_to={pad_frames_to} must be 1 or more (frames)")
+        longest = math.ceil(frames(max_duration) / pad_frames_to) * pad_frames_to
+        if max_frames < longest:
             raise UserError(
                 f"data.max_frames={max_frames} cannot hold one clip of data.max_duration="
-                f"{max_duration} s ({frames(max_duration)} frames)"
+                f"{max_duration} s ({longest} frames, padded)"
             )
         self.max_frames, self.max_duration = max_frames, max_duration
+        self.pad_frames_to = pad_frames_to
         self.num_workers, self.seed = num_workers, seed
         self.tokenizer: Seq2SeqTokenizer | None = None
         self.datasets: dict[str, SpeechDataset] = {}
@@ -176,10 +187,13 @@ class SpeechDataModule(TokenizedDataModule):
         return SpeechDataset(utterances, target_ids, positions, self.sample_rate)
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        dataset = self.datasets[stage]
+        dataset, multiple = self.datasets[stage], self.pad_frames_to
+        padded = [math.ceil(length / multiple) * multiple for length in dataset.lengths()]
         sampler = TokenBucketBatchSampler(
-            dataset.lengths(), self.max_frames, shuffle, pad_to_equal=shuffle, **self.sharding()
+            padded, self.max_frames, shuffle, pad_to_equal=shuffle, **self.sharding()
         )
+        samples = multiple * self.sample_rate // FRAMES_PER_SECOND
+        collate = functools.partial(collate_speech, multiple=samples)
         return bucketed_loader(
-            dataset, sampler, collate_speech, self.num_workers, self.seed, self.trainer, shuffle
+            dataset, sampler, collate, self.num_workers, self.seed, self.trainer, shuffle
         )

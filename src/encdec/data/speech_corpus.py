@@ -2,10 +2,12 @@
 data of speech recognition, so that a user and CI need no network.
 
 Each **speaker** is a synthesizer engine and voice with its own settings: ``espeak-ng`` (seven
-English accents x voice variants, words per minute, pitch) or ``flite`` (its voices, duration
-stretch, mean pitch), then varied by ``sox`` (speed perturbation, reverberation, the 300-3,400
-Hz telephone band at 8 kHz) and by white noise at a drawn signal-to-noise ratio. The speaker
-table is drawn from a seed, so a seed always makes the same corpus.
+English accents x voice variants, words per minute, pitch: formant synthesis), ``festival``
+(the ``ked`` diphone voice, recorded speech concatenated; duration stretch, mean pitch) or
+``flite`` (its voices, duration stretch, mean pitch), then varied by ``sox`` (speed
+perturbation, reverberation, the 300-3,400 Hz telephone band at 8 kHz) and by white noise at a
+drawn signal-to-noise ratio. The speaker table is drawn from a seed, so a seed always makes the
+same corpus. Every engine but the held-out one speaks in train, val and test, in turn.
 
 **Splits hold out whole speakers**: train, val and test speakers are disjoint, and one whole
 engine is held out for a second test set (``test_unseen_engine``), so the numbers say how well
@@ -38,7 +40,7 @@ from encdec.data.cached_directory import cached_directory
 from encdec.data.token_cache import digest_values
 from encdec.utils.errors import UserError
 
-FORMAT = 1  # bumped when the corpus's layout or synthesis changes
+FORMAT = 2  # bumped when the corpus's layout or synthesis changes
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
                   "en-gb-x-gbcwmd", "en-029")  # fmt: skip
 ESPEAK_VARIANTS = (  # the human-sounding ones (no whisper, robot or croak)
@@ -48,7 +50,10 @@ ESPEAK_VARIANTS = (  # the human-sounding ones (no whisper, robot or croak)
     "grandma", "grandpa",
 )  # fmt: skip
 FLITE_VOICES = ("slt", "rms", "awb", "kal16")
-ENGINE_PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite"}
+# festival's English voices other than ked share their recordings with flite's (kal, slt), so a
+# held-out flite would not be unheard; Debian: festvox-kdlpc16k
+FESTIVAL_VOICES = ("ked_diphone",)
+ENGINE_PROGRAMS = {"espeak-ng": "espeak-ng", "festival": "festival", "flite": "flite"}
 SPLITS = ("train", "val", "test")
 
 
@@ -57,10 +62,10 @@ class Speaker:
     """One synthetic speaker: an engine's voice with fixed settings, then fixed effects."""
 
     name: str
-    engine: str  # espeak-ng | flite
-    voice: str  # espeak-ng: "<accent>+<variant>"; flite: a voice name
-    rate: float  # espeak-ng: words per minute; flite: duration stretch (>1 slower)
-    pitch: float  # espeak-ng: 0-99; flite: mean F0 in Hz
+    engine: str  # espeak-ng | festival | flite
+    voice: str  # espeak-ng: "<accent>+<variant>"; festival, flite: a voice name
+    rate: float  # espeak-ng: words per minute; festival, flite: duration stretch (>1 slower)
+    pitch: float  # espeak-ng: 0-99; festival, flite: mean F0 in Hz
     speed: float  # sox speed factor (tempo and pitch together)
     reverb: int  # sox reverberance 0-100; 0 = dry
     telephone: bool  # 300-3,400 Hz band at 8 kHz
@@ -72,11 +77,11 @@ def draw_speaker(name: str, engine: str, rng: random.Random) -> Speaker:
     if engine == "espeak-ng":
         voice = f"{rng.choice(ESPEAK_ACCENTS)}+{rng.choice(ESPEAK_VARIANTS)}"
         rate, pitch = rng.randint(130, 200), rng.randint(25, 75)
-    elif engine == "flite":
-        voice = rng.choice(FLITE_VOICES)
+    elif engine in ("festival", "flite"):
+        voice = rng.choice(FESTIVAL_VOICES if engine == "festival" else FLITE_VOICES)
         rate, pitch = round(rng.uniform(0.85, 1.25), 2), rng.randint(90, 200)
     else:
-        raise UserError(f"unknown speech synthesizer '{engine}' (espeak-ng or flite)")
+        raise UserError(f"unknown speech synthesizer '{engine}' ({', '.join(ENGINE_PROGRAMS)})")
     return Speaker(
         name=name,
         engine=engine,
@@ -106,54 +111,96 @@ def speaker_table(
     return table
 
 
-def synthesis_commands(
-    speaker: Speaker, text: str, raw: Path, out: Path, rate: int
-) -> list[list[str]]:
-    """The engine's command writing ``raw``, then sox's from ``raw`` to ``out`` (16-bit mono
-    at ``rate`` Hz) with the speaker's effects."""
+def scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def engine_commands(
+    speaker: Speaker, texts: list[str], raws: list[Path]
+) -> list[tuple[list[str], str]]:
+    """The commands (and what each says, for errors) by which the speaker's engine says
+    ``texts`` into the WAV files ``raws``: one per utterance (espeak-ng, flite), or one
+    festival script for all of them (festival's start-up costs twenty sentences); the script is
+    written next to ``raws``."""
     if speaker.engine == "espeak-ng":
-        settings = [
-            "-v",
-            speaker.voice,
-            "-s",
-            str(int(speaker.rate)),
-            "-p",
-            str(int(speaker.pitch)),
+        settings = ["-v", speaker.voice, "-s", f"{speaker.rate:.0f}", "-p", f"{speaker.pitch:.0f}"]
+        return [
+            (["espeak-ng", "-w", str(raw), *settings, "--", text], repr(text))
+            for text, raw in zip(texts, raws, strict=True)
         ]
-        engine = ["espeak-ng", "-w", str(raw), *settings, "--", text]
-    else:
+    if speaker.engine == "flite":
         settings = ["-voice", speaker.voice, "--setf", f"duration_stretch={speaker.rate}",
                     "--setf", f"int_f0_target_mean={speaker.pitch}"]  # fmt: skip
-        engine = ["flite", *settings, "-t", text, "-o", str(raw)]
+        return [
+            (["flite", *settings, "-t", text, "-o", str(raw)], repr(text))
+            for text, raw in zip(texts, raws, strict=True)
+        ]
+    script = [
+        f"(voice_{speaker.voice})",
+        f"(Parameter.set 'Duration_Stretch {speaker.rate})",
+        # the intonation model's target mean F0, its spread a fifth of it
+        f"(set! int_lr_params (append '((target_f0_mean {speaker.pitch}) "
+        f"(target_f0_std {round(speaker.pitch / 5)})) int_lr_params))",
+        *(
+            f"(utt.save.wave (utt.synth (Utterance Text {scheme_string(text)})) "
+            f"{scheme_string(str(raw))} 'riff)"
+            for text, raw in zip(texts, raws, strict=True)
+        ),
+    ]
+    path = raws[0].parent / "say.scm"
+    path.write_text("\n".join(script) + "\n")
+    return [(["festival", "--batch", str(path)], f"{len(texts)} sentences")]  # stops at an error
+
+
+def effects_command(speaker: Speaker, raw: Path, out: Path, rate: int) -> list[str]:
+    """sox from ``raw`` to ``out`` (16-bit mono at ``rate`` Hz) with the speaker's effects."""
     effects = ["speed", str(speaker.speed)] if speaker.speed != 1.0 else []
     if speaker.reverb:
         effects += ["reverb", str(speaker.reverb)]
     if speaker.telephone:
         effects += ["sinc", "300-3400", "rate", "8000"]
     # -R: repeatable (seeded) effects; -D: no random dither; so a seed makes the same bytes
-    sox = ["sox", "-R", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out), *effects]
-    return [engine, sox]
+    return ["sox", "-R", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out), *effects]
 
 
-def synthesize(job: tuple[Speaker, str, str, int, int]) -> float:
-    """Synthesize one utterance to a WAV file; its duration in seconds."""
-    speaker, text, out, rate, noise_seed = job
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+def run_tool(command: list[str], speaker: Speaker, what: str) -> None:
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        lines = completed.stderr.strip().splitlines() or ["no message"]
+        message = next((line for line in lines if "error" in line.lower()), lines[-1])
+        raise UserError(f"{command[0]} failed on {what} ({speaker.name}): {message}")
+
+
+# one speaker's utterances: speaker, texts, output paths, sample rate, noise seeds
+Job = tuple[Speaker, list[str], list[str], int, list[int]]
+
+
+def synthesize(job: Job) -> list[float]:
+    """Synthesize one speaker's utterances to WAV files; their durations in seconds."""
+    speaker, texts, outs, rate, noise_seeds = job
+    durations = []
     with tempfile.TemporaryDirectory() as scratch:
-        raw = Path(scratch) / "raw.wav"
-        for command in synthesis_commands(speaker, text, raw, out_path, rate):
-            completed = subprocess.run(command, capture_output=True, text=True)
-            if completed.returncode != 0:
-                message = (completed.stderr.strip().splitlines() or ["no message"])[-1]
-                raise UserError(f"{command[0]} failed on {text!r} ({speaker.name}): {message}")
-    audio, _ = soundfile.read(out_path, dtype="float32")
-    if speaker.snr_db is not None:
-        noise = np.random.default_rng(noise_seed).standard_normal(audio.shape, np.float32)
+        raws = [Path(scratch) / f"{n}.wav" for n in range(len(texts))]
+        for command, said in engine_commands(speaker, texts, raws):
+            run_tool(command, speaker, said)
+        for text, raw, out, noise_seed in zip(texts, raws, outs, noise_seeds, strict=True):
+            if not raw.is_file():
+                raise UserError(f"{speaker.engine} made no audio of {text!r} ({speaker.name})")
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            run_tool(effects_command(speaker, raw, Path(out), rate), speaker, repr(text))
+            durations.append(add_noise(Path(out), speaker.snr_db, noise_seed, rate))
+    return durations
+
+
+def add_noise(path: Path, snr_db: float | None, seed: int, rate: int) -> float:
+    """White noise at ``snr_db`` added to the WAV file in place (None: none); its duration."""
+    audio, _ = soundfile.read(path, dtype="float32")
+    if snr_db is not None:
+        noise = np.random.default_rng(seed).standard_normal(audio.shape, np.float32)
         signal_power = float(np.mean(audio**2)) or 1e-8
-        audio = audio + noise * np.sqrt(signal_power / 10 ** (speaker.snr_db / 10))
+        audio = audio + noise * np.sqrt(signal_power / 10 ** (snr_db / 10))
         peak = float(np.max(np.abs(audio)))
-        soundfile.write(out_path, audio / max(peak, 1.0), rate, subtype="PCM_16")
+        soundfile.write(path, audio / max(peak, 1.0), rate, subtype="PCM_16")
     return len(audio) / rate
 
 
@@ -163,11 +210,8 @@ def check_programs(engines: Sequence[str]) -> None:
         if shutil.which(program) is None:
             raise UserError(
                 f"'{program}' is not installed: the speech corpus is synthesized with Debian's "
-                "espeak-ng, flite and sox (README: set-up)"
+                "espeak-ng, festival (voice festvox-kdlpc16k), flite and sox (README: set-up)"
             )
-
-
-Job = tuple[Speaker, str, str, int, int]  # speaker, text, output path, sample rate, noise seed
 
 
 def build_speech_corpus(
@@ -192,16 +236,23 @@ def build_speech_corpus(
         jobs, manifests = plan(
             directory, texts, speakers, utterances_per_speaker, sample_rate, seed
         )
-        with get_context("fork").Pool(processes or os.cpu_count() or 1) as pool:
-            synthesized = pool.imap(synthesize, jobs, chunksize=8)
-            durations = list(tqdm(synthesized, "synthesizing speech", len(jobs), unit=" utt"))
-        for split, rows in manifests.items():
-            with open(directory / f"{split}.jsonl", "w") as manifest:
-                for row in rows:
-                    row["duration"] = round(durations[row.pop("job")], 3)
-                    manifest.write(json.dumps(row) + "\n")
+        durations: list[float] = []  # of every utterance, in the manifests' order
+        total = sum(len(job[1]) for job in jobs)
+        with (
+            get_context("fork").Pool(processes or os.cpu_count() or 1) as pool,
+            tqdm(total=total, desc="synthesizing speech", unit=" utt") as progress,
+        ):
+            for speaker_durations in pool.imap(synthesize, jobs):  # one speaker at a time
+                durations += speaker_durations
+                progress.update(len(speaker_durations))
+        rows = [row for split_rows in manifests.values() for row in split_rows]
+        for row, duration in zip(rows, durations, strict=True):
+            row["duration"] = round(duration, 3)
+        for split, split_rows in manifests.items():
+            lines = [json.dumps(row) + "\n" for row in split_rows]
+            (directory / f"{split}.jsonl").write_text("".join(lines))
         write_speaker_table(directory / "speakers.tsv", speakers)
-        return {"utterances": len(jobs), "format": FORMAT}
+        return {"utterances": total, "format": FORMAT}
 
     return cached_directory(cache_dir, f"speech-v{FORMAT}-{key}", build)
 
@@ -214,7 +265,7 @@ def plan(
     sample_rate: int,
     seed: int,
 ) -> tuple[list[Job], dict[str, list[dict]]]:
-    """The synthesis jobs, and each split's manifest rows (``job``: the row's job)."""
+    """The synthesis jobs (one per speaker), and each split's manifest rows in job order."""
     rng = random.Random(seed)
     jobs: list[Job] = []
     manifests: dict[str, list[dict]] = {}
@@ -225,13 +276,14 @@ def plan(
         manifests[split] = []
         for speaker in group:
             said = rng.sample(sentences, min(utterances_per_speaker, len(sentences)))
-            for n, text in enumerate(said):
-                relative = f"wav/{speaker.name}/{n:04d}.wav"
-                row = {"audio_filepath": relative, "text": text, "speaker": speaker.name}
-                manifests[split].append({**row, "job": len(jobs)})
-                jobs.append(
-                    (speaker, text, str(directory / relative), sample_rate, rng.getrandbits(32))
-                )
+            paths = [f"wav/{speaker.name}/{n:04d}.wav" for n in range(len(said))]
+            manifests[split] += [
+                {"audio_filepath": path, "text": text, "speaker": speaker.name}
+                for path, text in zip(paths, said, strict=True)
+            ]
+            outputs = [str(directory / path) for path in paths]
+            noise_seeds = [rng.getrandbits(32) for _ in said]
+            jobs.append((speaker, said, outputs, sample_rate, noise_seeds))
     return jobs, manifests
 
 
@@ -247,7 +299,8 @@ def write_speaker_table(path: Path, speakers: dict[str, list[Speaker]]) -> None:
 def tool_versions() -> list[str]:
     """The installed synthesizers' and sox's version lines (part of the corpus's key)."""
     versions = []
-    for command in (["espeak-ng", "--version"], ["flite", "--version"], ["sox", "--version"]):
+    programs = ("espeak-ng", "festival", "flite", "sox")
+    for command in ([program, "--version"] for program in programs):
         if shutil.which(command[0]):
             output = subprocess.run(command, capture_output=True, text=True).stdout
             versions.append(" ".join(output.split()[:6]))
