@@ -76,6 +76,6 @@ def test_a_missing_synthesizer_is_one_clear_line(tmp_path, monkeypatch):
 
 
 def test_a_missing_festival_voice_is_one_clear_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(speech_corpus, "FESTIVAL_VOICES", ("no_such_diphone",))
+    monkeypatch.setitem(speech_corpus.NAMED_VOICES, "festival", ("no_such_diphone",))
     with pytest.raises(UserError, match="festival failed on 3 sentences .*voice_no_such_diphone"):
         tiny_corpus(tmp_path)

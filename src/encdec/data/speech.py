@@ -9,9 +9,9 @@ rate resampled to ``sample_rate`` (each said once in the log). Batches are durat
 under a budget of ``max_frames`` 10-ms frames (the padded length of the longest clip x the
 clips), by the same seeded, DDP-sharded, resumable sampler as text batches; the padded length
 is a multiple of ``pad_frames_to`` frames, so batches repeat a few shapes and the allocator
-reuses their memory. Training leaves out
-clips longer than ``max_duration`` seconds and empty transcripts (counted in the log); audio
-that fails to decode is skipped from its batch with a warning: bad input never stops an epoch.
+reuses their memory. Training leaves out clips longer than ``max_duration`` seconds and empty
+transcripts (counted in the log); audio that fails to decode is skipped from its batch with a
+warning: bad input never stops an epoch.
 """
 
 import functools
@@ -38,6 +38,10 @@ FRAMES_PER_SECOND = 100  # the front-end's 10-ms hop: the batch budget's unit
 
 def frames(duration: float) -> int:
     return max(1, math.ceil(duration * FRAMES_PER_SECOND))
+
+
+def round_up(length: int, multiple: int) -> int:
+    return math.ceil(length / multiple) * multiple
 
 
 class SpeechDataset(Dataset):
@@ -99,7 +103,7 @@ def collate_speech(
     if not kept:
         return None
     lengths = torch.tensor([len(e["audio"]) for e in kept])
-    source = torch.zeros(len(kept), math.ceil(int(lengths.max()) / multiple) * multiple)
+    source = torch.zeros(len(kept), round_up(int(lengths.max()), multiple))
     for row, example in enumerate(kept):
         source[row, : len(example["audio"])] = example["audio"]
     return {
@@ -138,7 +142,7 @@ class SpeechDataModule(TokenizedDataModule):
         self.tokenizer_settings |= tokenizer or {}
         if pad_frames_to < 1:
             raise UserError(f"data.pad_frames_to={pad_frames_to} must be 1 or more (frames)")
-        longest = math.ceil(frames(max_duration) / pad_frames_to) * pad_frames_to
+        longest = round_up(frames(max_duration), pad_frames_to)
         if max_frames < longest:
             raise UserError(
                 f"data.max_frames={max_frames} cannot hold one clip of data.max_duration="
@@ -188,11 +192,11 @@ class SpeechDataModule(TokenizedDataModule):
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         dataset, multiple = self.datasets[stage], self.pad_frames_to
-        padded = [math.ceil(length / multiple) * multiple for length in dataset.lengths()]
+        padded = [round_up(length, multiple) for length in dataset.lengths()]
         sampler = TokenBucketBatchSampler(
             padded, self.max_frames, shuffle, pad_to_equal=shuffle, **self.sharding()
         )
-        samples = multiple * self.sample_rate // FRAMES_PER_SECOND
+        samples = multiple * self.sample_rate // FRAMES_PER_SECOND  # the same multiple, in samples
         collate = functools.partial(collate_speech, multiple=samples)
         return bucketed_loader(
             dataset, sampler, collate, self.num_workers, self.seed, self.trainer, shuffle

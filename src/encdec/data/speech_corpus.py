@@ -53,6 +53,7 @@ FLITE_VOICES = ("slt", "rms", "awb", "kal16")
 # festival's English voices other than ked share their recordings with flite's (kal, slt), so a
 # held-out flite would not be unheard; Debian: festvox-kdlpc16k
 FESTIVAL_VOICES = ("ked_diphone",)
+NAMED_VOICES = {"festival": FESTIVAL_VOICES, "flite": FLITE_VOICES}  # duration stretch + F0 mean
 ENGINE_PROGRAMS = {"espeak-ng": "espeak-ng", "festival": "festival", "flite": "flite"}
 SPLITS = ("train", "val", "test")
 
@@ -77,8 +78,8 @@ def draw_speaker(name: str, engine: str, rng: random.Random) -> Speaker:
     if engine == "espeak-ng":
         voice = f"{rng.choice(ESPEAK_ACCENTS)}+{rng.choice(ESPEAK_VARIANTS)}"
         rate, pitch = rng.randint(130, 200), rng.randint(25, 75)
-    elif engine in ("festival", "flite"):
-        voice = rng.choice(FESTIVAL_VOICES if engine == "festival" else FLITE_VOICES)
+    elif engine in NAMED_VOICES:
+        voice = rng.choice(NAMED_VOICES[engine])
         rate, pitch = round(rng.uniform(0.85, 1.25), 2), rng.randint(90, 200)
     else:
         raise UserError(f"unknown speech synthesizer '{engine}' ({', '.join(ENGINE_PROGRAMS)})")
@@ -183,10 +184,10 @@ def synthesize(job: Job) -> list[float]:
         raws = [Path(scratch) / f"{n}.wav" for n in range(len(texts))]
         for command, said in engine_commands(speaker, texts, raws):
             run_tool(command, speaker, said)
+        Path(outs[0]).parent.mkdir(parents=True, exist_ok=True)  # the speaker's directory
         for text, raw, out, noise_seed in zip(texts, raws, outs, noise_seeds, strict=True):
             if not raw.is_file():
                 raise UserError(f"{speaker.engine} made no audio of {text!r} ({speaker.name})")
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
             run_tool(effects_command(speaker, raw, Path(out), rate), speaker, repr(text))
             durations.append(add_noise(Path(out), speaker.snr_db, noise_seed, rate))
     return durations
@@ -299,8 +300,7 @@ def write_speaker_table(path: Path, speakers: dict[str, list[Speaker]]) -> None:
 def tool_versions() -> list[str]:
     """The installed synthesizers' and sox's version lines (part of the corpus's key)."""
     versions = []
-    programs = ("espeak-ng", "festival", "flite", "sox")
-    for command in ([program, "--version"] for program in programs):
+    for command in ([program, "--version"] for program in (*ENGINE_PROGRAMS.values(), "sox")):
         if shutil.which(command[0]):
             output = subprocess.run(command, capture_output=True, text=True).stdout
             versions.append(" ".join(output.split()[:6]))
