@@ -18,6 +18,7 @@ from encdec.networks.encoder_decoder import EncoderDecoder
 from encdec.training.building import build_model
 from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.config import CONFIG_DIR, compose
+from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOCAB = 24
@@ -37,6 +38,10 @@ def both_parts(*settings: str) -> list[str]:
 
 
 TRANSFORMER_SIZES = ["model.net.embedding_dim=32", *both_parts("dim=32", "ff_dim=64")]
+DECODER_ONLY_SIZES = [
+    "model.net.embedding_dim=32",
+    *(f"model.net.decoder.{k}" for k in ("dim=32", "ff_dim=64", "num_layers=2")),
+]
 
 # The model configs and their main variants, tiny: overrides of the real configs.
 TINY_OVERRIDES = {
@@ -75,6 +80,13 @@ TINY_OVERRIDES = {
         *both_parts("num_heads=2", "norm_first=false", "positions=learned"),
         "model.net.share_embeddings=false",
         "model.net.tie_output=false",
+    ],
+    "transformer-prefix-lm": ["model=prefix_lm", *DECODER_ONLY_SIZES],
+    "transformer-causal-lm": [
+        "model=causal_lm",
+        *DECODER_ONLY_SIZES,
+        "model.net.decoder.positions=learned",
+        "model.net.share_embeddings=true",
     ],
 }
 
@@ -116,6 +128,32 @@ def random_batch(
         src[row, length - 1] = 3  # EOS
         src[row, length:] = 0  # PAD
     return src, src != 0
+
+
+def target_batch(
+    src: torch.Tensor, src_mask: torch.Tensor, targets: list[list[int]]
+) -> dict[str, torch.Tensor]:
+    """A training batch teaching ``targets`` (token lists, one per source row): ``target_in``
+    BOS-first and ``target_out`` EOS-last, right-padded."""
+    width = max(map(len, targets)) + 1
+    target_in = torch.full((len(targets), width), PAD_ID)
+    target_out = torch.full((len(targets), width), PAD_ID)
+    for row, tokens in enumerate(targets):
+        target_in[row, : len(tokens) + 1] = torch.tensor([BOS_ID, *tokens])
+        target_out[row, : len(tokens) + 1] = torch.tensor([*tokens, EOS_ID])
+    return {"source": src, "source_mask": src_mask, "target_in": target_in, "target_out": target_out}
+
+
+def learn_by_heart(lit: Seq2SeqModule, batch: dict[str, torch.Tensor], steps: int) -> None:
+    """Adam on one batch for ``steps`` training steps (the model's own loss); the network left
+    in eval mode."""
+    optimizer = torch.optim.Adam(lit.net.parameters(), lr=3e-3)
+    lit.net.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        lit.training_step(batch, 0).backward()
+        optimizer.step()
+    lit.net.eval()
 
 
 def training_batches(count: int) -> list[dict[str, torch.Tensor]]:

@@ -12,7 +12,7 @@ import torch
 from encdec.data.shapes import draw_scene, generate_scene
 from encdec.decoding.search import beam_search, greedy_search, max_output_lengths
 from encdec.utils.config import CONFIG_DIR
-from tests.conftest import FAST, VOCAB, build_tiny, random_batch
+from tests.conftest import FAST, VOCAB, build_tiny, learn_by_heart, random_batch, target_batch
 from tests.test_captioning import TINY_SHAPES
 from tests.test_entry_points import _cli, takes_images
 
@@ -89,16 +89,7 @@ def test_cross_pairs_learn_a_batch_by_heart(overrides):
     else:
         src, mask = random_batch(batch=4, src_len=7, seed=2)
     targets = torch.randint(4, VOCAB, (4, 5), generator=torch.Generator().manual_seed(3))
-    tgt_in = torch.cat([torch.full((4, 1), model.net.bos_id), targets], dim=1)
-    tgt_out = torch.cat([targets, torch.full((4, 1), model.net.eos_id)], dim=1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(150):
-        loss_sum, tokens = model.loss(model(src, mask, tgt_in), tgt_out)
-        optimizer.zero_grad()
-        (loss_sum / tokens).backward()
-        optimizer.step()
-    model.eval()
+    learn_by_heart(model, target_batch(src, mask, targets.tolist()), steps=150)
     limits = max_output_lengths(mask, 0.0, 8, cap=100)
     with torch.no_grad():
         decoded = greedy_search(model.net, src, mask, limits)

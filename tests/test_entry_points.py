@@ -23,7 +23,14 @@ from encdec.training.building import build_model, load_model
 from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.config import CONFIG_DIR, flatten
 from encdec.utils.errors import UserError
-from tests.conftest import FAST, SHARED_DATA, TRANSFORMER_SIZES, both_parts, compose_config
+from tests.conftest import (
+    DECODER_ONLY_SIZES,
+    FAST,
+    SHARED_DATA,
+    TRANSFORMER_SIZES,
+    both_parts,
+    compose_config,
+)
 from tests.readme_commands import readme_commands
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +58,7 @@ TINY = {
         "model.net.share_embeddings=false",
         "model.net.tie_output=false",
     ],
+    "prefix_lm": [*DECODER_ONLY_SIZES, "model.net.decoder.num_heads=2"],
 }
 
 TINY_TRAIN = {
@@ -358,8 +366,8 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, case):
 
 
 def test_translate_cli_reads_stdin(tmp_path):
-    cfg = compose_config("train", [*TINY_TRAIN["attention"], "test=false"], tmp_path / "run")
-    train(cfg)
+    overrides = [*TINY_TRAIN["attention"], "test=false", "decoding.beam_size=3"]
+    train(compose_config("train", overrides, tmp_path / "run"))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     sentences = ["jump twice", "walk left"]
     stdin = "".join(f"{sentence}\n" for sentence in sentences)
@@ -371,7 +379,8 @@ def test_translate_cli_reads_stdin(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     model = load_model(ckpt)
-    as_configured = model.decoding.updated({"beam_size": 5})  # translate.yaml: the limits kept
+    as_configured = model.decoding  # translate.yaml: the checkpoint's search and limits
+    assert as_configured.beam_size == 3
     expected = Translator(model.net).translate(sentences, as_configured)
     assert result.stdout.splitlines() == expected
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
@@ -390,7 +399,7 @@ def test_translate_cli_reads_stdin(tmp_path):
     nbest = _cli("encdec.translate", f"ckpt_path={ckpt}", "decoding.n_best=3", stdin=stdin)
     assert nbest.returncode == 0, nbest.stderr
     expected_nbest = Translator(model.net).translate_nbest(
-        sentences, model.decoding.updated({"beam_size": 5, "n_best": 3})
+        sentences, model.decoding.updated({"n_best": 3})
     )
     rows = [line.split("\t") for line in nbest.stdout.splitlines()]
     assert [(int(n), t) for n, _, t in rows] == [

@@ -20,6 +20,7 @@ from encdec.networks.encoder_decoder import EncoderDecoder
 from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID
+from tests.conftest import learn_by_heart
 
 SENTENCES = ["walk left", "jump twice"]
 CHARACTERS = sorted(set("".join(SENTENCES)))
@@ -54,16 +55,6 @@ def module(net: EncoderDecoder, ctc_weight: float) -> Seq2SeqModule:
         label_smoothing=0.0,
         ctc_weight=ctc_weight,
     )
-
-
-def learn_by_heart(lit: Seq2SeqModule, batch: dict[str, torch.Tensor], steps: int) -> None:
-    """Adam on one batch for ``steps`` steps; the network left in eval mode."""
-    optimizer = torch.optim.Adam(lit.net.parameters(), lr=3e-3)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        lit.training_step(batch, 0).backward()
-        optimizer.step()
-    lit.net.eval()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ class TokenEmbedding(nn.Embedding):
 
 
 class SinusoidalPositions(nn.Module):
-    """Fixed sine/cosine position encodings; ``forward(length, offset)`` gives (length, dim)."""
+    """Fixed sine/cosine position encodings; ``forward(length, offset)`` gives (length, dim),
+    ``at(positions)`` the encodings of per-row positions (B, T) -> (B, T, dim)."""
 
     def __init__(self, dim: int, max_len: int = 1024) -> None:
         super().__init__()
@@ -40,9 +41,15 @@ class SinusoidalPositions(nn.Module):
             )
         return self.table[offset : offset + length]
 
+    def at(self, positions: torch.Tensor) -> torch.Tensor:
+        # positions: (B, T) indices, each row its own -> (B, T, dim)
+        check_range(positions, self.table.size(0))
+        return self.table[positions]
+
 
 class LearnedPositions(nn.Module):
-    """Trained position embeddings; ``forward(length, offset)`` gives (length, dim)."""
+    """Trained position embeddings; ``forward(length, offset)`` gives (length, dim),
+    ``at(positions)`` those of per-row positions (B, T) -> (B, T, dim)."""
 
     def __init__(self, dim: int, max_len: int = 1024) -> None:
         super().__init__()
@@ -56,6 +63,16 @@ class LearnedPositions(nn.Module):
             )
         positions = torch.arange(offset, offset + length, device=self.table.weight.device)
         return self.table(positions)
+
+    def at(self, positions: torch.Tensor) -> torch.Tensor:
+        # positions: (B, T) indices, each row its own -> (B, T, dim)
+        check_range(positions, self.table.num_embeddings)
+        return self.table(positions)
+
+
+def check_range(positions: torch.Tensor, max_len: int) -> None:
+    if positions.numel() and int(positions.max()) >= max_len:
+        raise ValueError(f"sequence of length {int(positions.max()) + 1} exceeds max_len {max_len}")
 
 
 def build_positions(kind: str, dim: int, max_len: int) -> nn.Module:

@@ -104,7 +104,12 @@ class EncoderDecoder(nn.Module):
         self.frontend = None if frontend is None else frontend()
         if self.frontend is not None and source_vocab_size is not None:
             raise ValueError("model.net.frontend reads audio: the source is not text")
-        if source_vocab_size is not None:
+        if source_vocab_size is not None and decoder is None:  # encoder-only: no target side
+            self.source_embedding = TokenEmbedding(
+                source_vocab_size, embedding_dim, PAD_ID, scale_embeddings
+            )
+            self.encoder = encoder(input_size=embedding_dim)
+        elif source_vocab_size is not None:
             self.source_embedding, target_embedding = build_embeddings(
                 source_vocab_size, target_vocab_size, embedding_dim, share_embeddings,
                 scale_embeddings,
