@@ -38,6 +38,28 @@ def both_parts(*settings: str) -> list[str]:
 
 
 TRANSFORMER_SIZES = ["model.net.embedding_dim=32", *both_parts("dim=32", "ff_dim=64")]
+HF_T5_SIZES = [  # Hugging Face models' own config keys
+    *(f"model.net.config.{k}" for k in ("d_model=32", "d_kv=16", "d_ff=64", "num_heads=2")),
+    "model.net.config.num_layers=2",
+    "model.net.config.num_decoder_layers=2",
+]
+HF_BART_SIZES = [
+    f"model.net.config.{k}"
+    for k in (
+        "d_model=32",
+        "encoder_layers=2",
+        "decoder_layers=2",
+        "encoder_attention_heads=2",
+        "decoder_attention_heads=2",
+        "encoder_ffn_dim=64",
+        "decoder_ffn_dim=64",
+        "max_position_embeddings=128",
+    )
+]
+HF_GPT2_SIZES = [
+    f"model.net.config.{k}"
+    for k in ("n_embd=32", "n_layer=2", "n_head=2", "n_inner=64", "n_positions=256")
+]
 DECODER_ONLY_SIZES = [
     "model.net.embedding_dim=32",
     *(f"model.net.decoder.{k}" for k in ("dim=32", "ff_dim=64", "num_layers=2")),
@@ -82,6 +104,9 @@ TINY_OVERRIDES = {
         "model.net.tie_output=false",
     ],
     "transformer-prefix-lm": ["model=prefix_lm", *DECODER_ONLY_SIZES],
+    "transformer-hf-t5": ["model=t5", *HF_T5_SIZES],
+    "transformer-hf-bart": ["model=bart", *HF_BART_SIZES],
+    "transformer-hf-gpt2": ["model=gpt2", *HF_GPT2_SIZES],
     "transformer-causal-lm": [
         "model=causal_lm",
         *DECODER_ONLY_SIZES,
@@ -141,7 +166,12 @@ def target_batch(
     for row, tokens in enumerate(targets):
         target_in[row, : len(tokens) + 1] = torch.tensor([BOS_ID, *tokens])
         target_out[row, : len(tokens) + 1] = torch.tensor([*tokens, EOS_ID])
-    return {"source": src, "source_mask": src_mask, "target_in": target_in, "target_out": target_out}
+    return {
+        "source": src,
+        "source_mask": src_mask,
+        "target_in": target_in,
+        "target_out": target_out,
+    }
 
 
 def learn_by_heart(lit: Seq2SeqModule, batch: dict[str, torch.Tensor], steps: int) -> None:

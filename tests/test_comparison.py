@@ -18,6 +18,7 @@ from encdec.reports.comparison import (
     summarise,
 )
 from encdec.utils.errors import UserError
+from tests.conftest import model_config as composed_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = {  # family -> (encoder, decoder) classes
@@ -194,6 +195,18 @@ def test_family_and_data_labels():
     assert comparison.family_of({"model": model_config("transformer")}) == LABELS["transformer"]
     old = {"model": {"_target_": "encdec.models.rnn.RNNSeq2Seq"}}  # a run dir from encdec 0.1
     assert comparison.family_of(old) == "RNNSeq2Seq"
+    paradigms = {  # every paradigm gets its own name
+        "prefix_lm": "EmbeddedSource + DecoderOnlyTransformer",
+        "encoder_ctc": "Upsampled + CTC",
+        "speech_ctc": "Transformer + CTC",
+        "t5": "T5",
+        "gpt2": "GPT2",
+        "masked_lm": "MaskedLanguageModel",
+    }
+    for option, family in paradigms.items():
+        data = ("data=speech_commands",) if option.startswith("speech") else ()
+        composed = composed_model((f"model={option}", *data))
+        assert comparison.family_of({"model": composed}) == family
     config = {"data": {"_target_": "encdec.data.translation.TranslationDataModule"}}
     config["data"]["path"] = "../shared/data/multi30k"
     assert comparison.data_of(config) == "multi30k"

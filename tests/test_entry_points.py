@@ -92,12 +92,12 @@ def assert_instance_of_target(built: object, node: DictConfig) -> None:
 
 
 def takes_images(encoder_option: str) -> bool:
-    """Whether an encoder config's class reads images (a text encoder takes ``input_size``)."""
+    """Whether an encoder config's class reads images (an image encoder's module)."""
     path = Path(CONFIG_DIR) / "model" / "net" / "encoder" / f"{encoder_option}.yaml"
     node = OmegaConf.load(path)
     while "_target_" not in node:  # an option that extends another: its defaults' first
         node = OmegaConf.load(path.with_name(f"{node.defaults[0]}.yaml"))
-    return "input_size" not in get_class(node._target_).__init__.__code__.co_varnames
+    return node._target_.startswith("encdec.modules.image_encoders.")
 
 
 def model_option(overrides: list[str]) -> str:
@@ -121,6 +121,8 @@ def option_overrides(group: str, option: str) -> list[str]:
         overrides += ["data=flickr8k", "data.path=/tmp"]
         required = {"karpathy": "data.source.annotations=x.json", "hf": "data.source.hub_id=x"}
         overrides += [required[option]] if option in required else []
+    if group == "data/noise":  # pretraining's noise: a pretraining data's
+        overrides = ["data=multi30k_denoising", "data.path=/tmp", *overrides]
     if group == "data" and option == "speech_multi30k":
         overrides += [SPEECH_SOURCES["speech_multi30k"]]
     if group == "model/net/encoder" and takes_images(option):
@@ -167,7 +169,10 @@ def test_every_config_composes_and_instantiates(tmp_path, group, option):
             vocab_sizes["source_vocab_size"] = 50
         model = build_model(OmegaConf.to_container(cfg.model), vocab_sizes)
         assert_instance_of_target(model, cfg.model)
+        assert_instance_of_target(model.net, cfg.model.net)
         for part in ("encoder", "decoder"):
+            if part not in cfg.model.net:  # a network that makes its own (transformers models)
+                continue
             if cfg.model.net[part] is None:  # a CTC-only recognizer has no decoder
                 assert getattr(model.net, part) is None
                 continue

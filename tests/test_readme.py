@@ -45,6 +45,8 @@ NARROW_SWEEPS = {  # a sweep's grid narrowed as the configs' comments say, e.g. 
     "multirun": "seed=1",
     "experiment=compare_scan": "data.split=simple model=scan_rnn",
     "experiment=compare_multi30k": "model=multi30k_rnn",
+    "experiment=compare_paradigms ": "paradigm=prefix_lm",  # (not compare_paradigms_scan)
+    "experiment=compare_paradigms_scan": "data.split=length model=scan_encoder_ctc",
     "hparams_search=": "hydra.sweeper.n_trials=1",
     "experiment=speech_commands": "data.source.utterances_per_speaker=2 "  # a tiny corpus
     "data.source.speakers={train:4,val:1,test:1,test_unseen_engine:1}",
@@ -84,6 +86,9 @@ def concrete(command: str, workdir: Path) -> tuple[list[str], str]:
     words = command.split()
     module = words[2]
     entry_point = words[3] if module == "encdec.fast" else module  # the launcher runs it
+    if "init_from=" in command:  # the pretrained checkpoint of an earlier command
+        ckpt = latest_checkpoint(workdir, "MonolingualDataModule")
+        command = re.sub(r"init_from=\S+", f"init_from={ckpt}", command)
     if "ckpt_path=" in command:
         needle = "flickr8k" if "flickr8k" in command else "multi30k"
         if module == "encdec.caption":
@@ -143,7 +148,7 @@ def run_two_at_a_time(
     with ThreadPoolExecutor(max_workers=2) as pool:
         running: list[tuple[str, Future, str]] = []
         for command in commands:
-            if "ckpt_path=" in command or "hparams_search=" in command:
+            if any(reads in command for reads in ("ckpt_path=", "init_from=", "hparams_search=")):
                 yield from ((c, f.result(), s) for c, f, s in running)
                 running = []
             argv, stdin = concrete(command, workdir)

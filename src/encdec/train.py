@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from encdec.callbacks.exact_resume import ExactResume
 from encdec.callbacks.prediction_files import PredictionFiles
+from encdec.data.tokenization import Seq2SeqTokenizer
 from encdec.decoding.search import DecodingConfig
 from encdec.launch.distributed import (
     SameConfigOnAllRanks,
@@ -27,8 +28,9 @@ from encdec.launch.distributed import (
 )
 from encdec.launch.resuming import resume_checkpoint
 from encdec.launch.validation import check_devices, validate_config
+from encdec.networks.loading import read_checkpoint
 from encdec.training.averaging import TopKAveraging
-from encdec.training.building import build_model
+from encdec.training.building import build_model, initialize_from
 from encdec.training.checkpointing import (
     AtomicCheckpointIO,
     check_resumable,
@@ -78,8 +80,14 @@ def _absolute_paths(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, Seq2SeqModule]:
-    """The datamodule, its tokenizer trained or loaded, and a fresh model sized to it."""
+    """The datamodule, its tokenizer trained or loaded, and a fresh model sized to it (or, with
+    ``init_from``, the pretrained checkpoint's tokenizer and every weight of it that fits)."""
     datamodule = instantiate(cfg.data, "data")
+    pretrained = read_checkpoint(cfg.init_from) if cfg.get("init_from") else None
+    if pretrained is not None:  # fine-tuning reads the pretrained model's vocabulary
+        if "tokenizer" not in pretrained:
+            raise UserError(f"init_from={cfg.init_from} has no tokenizer")
+        datamodule.tokenizer = Seq2SeqTokenizer.from_dict(pretrained["tokenizer"])
     datamodule.prepare_data()
     tokenizer = datamodule.load_tokenizer()
     if OmegaConf.select(cfg, "model.net.share_embeddings") and not tokenizer.joint:
@@ -89,6 +97,10 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, Seq2Se
             OmegaConf.to_container(cfg.model, resolve=True), tokenizer.vocab_sizes()
         )
     model.net.attach_tokenizer(tokenizer)
+    if pretrained is not None:
+        copied, fresh = initialize_from(model.net, pretrained, cfg.init_from)
+        log.info("init_from: %d tensors from %s; initialized afresh: %s", copied,
+                 cfg.init_from, ", ".join(fresh) or "none")  # fmt: skip
     model.decoding = DecodingConfig().updated(cfg.decoding)
     model.data_config = portable_data_config(cfg.data)  # encdec.evaluate reads the same data
     if cfg.get("compile"):

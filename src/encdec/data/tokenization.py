@@ -42,6 +42,7 @@ from tokenizers import (
     trainers,
 )
 
+from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
 
 PAD, UNK, BOS, EOS = SPECIAL_TOKENS  # trainers give them ids 0..3 in this order
@@ -222,9 +223,12 @@ def load_or_train_tokenizer(
     min_frequency: int = 2,
     max_pairs: int | None = None,
     corpus_key: str | None = None,
+    source_pretrained: str | None = None,
 ) -> Seq2SeqTokenizer:
     """The cached tokenizer for this corpus and these settings, trained on a cache miss;
-    ``source_texts=None``: a target tokenizer only (captioning). With ``max_pairs`` it is
+    ``source_texts=None``: a target tokenizer only (captioning); ``source_pretrained``: a
+    directory whose ``tokenizer.json`` (a pretrained encoder's) is the source side, the target
+    side trained. With ``max_pairs`` it is
     trained on a seeded uniform sample of that many pairs (``sample_pairs``), so a corpus of
     any size trains it in bounded memory and time.
 
@@ -233,6 +237,17 @@ def load_or_train_tokenizer(
     texts may be lazy iterables, read only on a cache miss. A lock file serializes parallel
     jobs, so a tokenizer is trained once and never read half-written.
     """
+    if source_pretrained is not None:
+        if joint:
+            raise UserError(
+                "data.tokenizer.source_pretrained reads the source with a pretrained vocabulary: "
+                "data.tokenizer.joint=false"
+            )
+        target = load_or_train_tokenizer(
+            cache_dir, None, target_texts, kind, vocab_size, False, min_frequency, max_pairs,
+            None if corpus_key is None else f"{corpus_key}-target",
+        ).target  # fmt: skip
+        return Seq2SeqTokenizer(pretrained_tokenizer(Path(source_pretrained)), target)
     settings = {
         "kind": kind,
         "vocab_size": vocab_size,
@@ -258,6 +273,25 @@ def load_or_train_tokenizer(
             source_texts, target_texts, kind, vocab_size, joint, min_frequency
         )
         tokenizer.save(path)
+    return tokenizer
+
+
+def pretrained_tokenizer(directory: Path) -> Tokenizer:
+    """A pretrained model's tokenizer (``tokenizer.json`` in ``directory``, as
+    ``save_pretrained`` writes it); its padding id must be ``PAD_ID``, as the batches pad."""
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        raise UserError(f"data.tokenizer.source_pretrained: '{path}' does not exist")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()  # batches pad; over-long sentences are dropped, never cut
+    tokenizer.no_truncation()
+    padding = next(
+        (i for name in ("[PAD]", "<pad>") if (i := tokenizer.token_to_id(name)) is not None), None
+    )
+    if padding != PAD_ID:
+        raise UserError(
+            f"data.tokenizer.source_pretrained: '{path}' pads with id {padding}, not {PAD_ID}"
+        )
     return tokenizer
 
 

@@ -21,7 +21,7 @@ import gzip
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -317,13 +317,18 @@ class TranslationDataModule(TokenizedDataModule):
             raise UserError("no training pairs left after filtering empty/over-long ones")
         return written
 
+    def collate(self, stage: str) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        """How a stage's rows become a batch."""
+        return collate_pairs
+
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[stage]
         sampler = TokenBucketBatchSampler(
             pair_lengths(dataset), self.max_tokens, shuffle, pad_to_equal=shuffle, **self.sharding()
         )
+        collate = self.collate(stage)
         return bucketed_loader(
-            dataset, sampler, collate_pairs, self.num_workers, self.seed, self.trainer, shuffle
+            dataset, sampler, collate, self.num_workers, self.seed, self.trainer, shuffle
         )
 
 

@@ -10,7 +10,7 @@ from encdec.data.images import IMAGE_ERRORS, image_array, image_transform, read_
 from encdec.data.tokenization import token_text
 from encdec.decoding.search import DecodingConfig
 from encdec.inference.loading import load_network
-from encdec.networks.encoder_decoder import EncoderDecoder
+from encdec.networks.network import Network
 from encdec.utils.errors import UserError
 from encdec.utils.plots import save_attention_overlay
 
@@ -24,7 +24,7 @@ class Captioner:
     """A network (tokenizer attached) and how its training data prepared images (size and
     normalization), so image files are prepared the same way."""
 
-    def __init__(self, network: EncoderDecoder, image_settings: dict[str, Any] | None) -> None:
+    def __init__(self, network: Network, image_settings: dict[str, Any] | None) -> None:
         if network.tokenizer is None:
             raise RuntimeError("this network has no tokenizer attached (attach_tokenizer)")
         self.network, self.image_settings = network, image_settings

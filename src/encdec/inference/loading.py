@@ -7,14 +7,12 @@ from typing import Any
 
 from encdec.data.tokenization import Seq2SeqTokenizer
 from encdec.decoding.search import DecodingConfig
-from encdec.networks.encoder_decoder import EncoderDecoder
 from encdec.networks.loading import load_checkpoint_network, read_checkpoint
+from encdec.networks.network import Network
 from encdec.utils.errors import UserError
 
 
-def load_network(
-    path: str | Path, map_location: str = "cpu"
-) -> tuple[EncoderDecoder, dict[str, Any]]:
+def load_network(path: str | Path, map_location: str = "cpu") -> tuple[Network, dict[str, Any]]:
     """The checkpoint's network and the checkpoint's contents (image settings, data, ...)."""
     checkpoint = read_checkpoint(path)
     network = load_checkpoint_network(checkpoint)

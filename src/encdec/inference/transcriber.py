@@ -10,12 +10,12 @@ import torch
 from encdec.data.audio import AudioError, read_audio
 from encdec.decoding.search import DecodingConfig
 from encdec.inference.loading import load_network
-from encdec.networks.encoder_decoder import EncoderDecoder
+from encdec.networks.network import Network
 from encdec.utils.errors import UserError
 
 
 class Transcriber:
-    def __init__(self, network: EncoderDecoder) -> None:
+    def __init__(self, network: Network) -> None:
         if network.tokenizer is None:
             raise RuntimeError("this network has no tokenizer attached (attach_tokenizer)")
         if network.frontend is None:

@@ -7,14 +7,14 @@ import torch
 from encdec.data.collate import source_batch
 from encdec.decoding.search import DecodingConfig
 from encdec.inference.loading import load_network
-from encdec.networks.encoder_decoder import EncoderDecoder
+from encdec.networks.network import Network
 from encdec.utils.errors import UserError
 
 
 class Translator:
     """A network (tokenizer attached) that turns source strings into detokenized output."""
 
-    def __init__(self, network: EncoderDecoder) -> None:
+    def __init__(self, network: Network) -> None:
         if network.tokenizer is None:
             raise RuntimeError("this network has no tokenizer attached (attach_tokenizer)")
         self.network = network

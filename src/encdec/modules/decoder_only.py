@@ -81,7 +81,8 @@ class DecoderOnlyLayer(EncoderLayer):
 
 def target_mask(prefix_mask: torch.Tensor, decoded: int, length: int) -> torch.Tensor:
     """What ``length`` new target positions may attend to, after ``decoded`` target positions:
-    the real prefix positions, the decoded ones and, causally, each other -> (B, 1, T, S + t + T)."""
+    the real prefix positions, the decoded ones and, causally, each other:
+    (B, 1, T, S + t + T)."""
     batch, device = prefix_mask.size(0), prefix_mask.device
     prefix = prefix_mask[:, None, None, :].expand(batch, 1, length, prefix_mask.size(1))
     before = torch.ones(batch, 1, length, decoded, dtype=torch.bool, device=device)

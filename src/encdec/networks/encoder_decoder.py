@@ -10,25 +10,17 @@ The step interface search uses (``encdec.decoding.search``)::
     step(prev_tokens, state, memory) -> logits (B, V), state, attention (B, S) | None
 """
 
+import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import replace
-from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from encdec.decoding.search import (
-    DecodingConfig,
-    Hypothesis,
-    decode,
-    greedy_search,
-    max_output_lengths,
-)
 from encdec.modules.embeddings import TokenEmbedding
 from encdec.modules.interface import Decoder, Encoded, Reorderable
-from encdec.utils.errors import UserError
-from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID
+from encdec.networks.network import Network, TeacherForced
+from encdec.utils.special_tokens import PAD_ID
 
 
 def build_embeddings(
@@ -63,16 +55,14 @@ def output_layer(features: int, vocab_size: int, tied_embedding: nn.Embedding | 
     return layer
 
 
-class TeacherForced(NamedTuple):
-    """What the network computes for a training batch."""
-
-    logits: torch.Tensor | None  # (B, T, V); None without a decoder (CTC only)
-    attention: torch.Tensor | None  # (B, T, S) where the decoder attends in training
-    ctc_log_probs: torch.Tensor | None  # (B, S, V) of the CTC head over the encoder states
-    ctc_mask: torch.Tensor | None  # (B, S) the encoder's real positions
+def takes_input_size(encoder: Callable[..., nn.Module]) -> bool:
+    """Whether an encoder constructor reads vectors of a size the network gives it (a text
+    source's embeddings, a front-end's frames); one without ``input_size`` reads the source as
+    it comes (images, or token ids it embeds itself)."""
+    return "input_size" in inspect.signature(encoder).parameters
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(Network):
     """``encoder`` and ``decoder`` are partial constructors (``_partial_: true``): the network
     gives the encoder its input size (``input_size``: the embedding size, for a text source;
     the front-end's ``output_size`` for audio; an image encoder takes none) and the decoder
@@ -81,8 +71,6 @@ class EncoderDecoder(nn.Module):
     speech source. ``ctc``: a CTC output layer over the encoder states (blank = PAD), for
     hybrid CTC/attention training and joint decoding; with ``decoder=None`` the network is
     CTC only (an encoder and its CTC head, decoded by CTC's best path)."""
-
-    bos_id, eos_id, pad_id = BOS_ID, EOS_ID, PAD_ID
 
     def __init__(
         self,
@@ -98,18 +86,18 @@ class EncoderDecoder(nn.Module):
         frontend: Callable[..., nn.Module] | None = None,
         ctc: bool = False,
     ) -> None:
-        super().__init__()
-        self.source_vocab_size, self.target_vocab_size = source_vocab_size, target_vocab_size
+        super().__init__(target_vocab_size, source_vocab_size)
         self.teacher_forcing_ratio = teacher_forcing_ratio
         self.frontend = None if frontend is None else frontend()
         if self.frontend is not None and source_vocab_size is not None:
             raise ValueError("model.net.frontend reads audio: the source is not text")
-        if source_vocab_size is not None and decoder is None:  # encoder-only: no target side
+        embedded_here = source_vocab_size is not None and takes_input_size(encoder)
+        if embedded_here and decoder is None:  # encoder-only: no target side
             self.source_embedding = TokenEmbedding(
                 source_vocab_size, embedding_dim, PAD_ID, scale_embeddings
             )
             self.encoder = encoder(input_size=embedding_dim)
-        elif source_vocab_size is not None:
+        elif embedded_here:
             self.source_embedding, target_embedding = build_embeddings(
                 source_vocab_size, target_vocab_size, embedding_dim, share_embeddings,
                 scale_embeddings,
@@ -117,8 +105,9 @@ class EncoderDecoder(nn.Module):
             self.encoder = encoder(input_size=embedding_dim)
         else:
             if share_embeddings:
-                raise ValueError("model.net.share_embeddings needs a text source")
-            self.source_embedding = None  # images, or audio through the front-end
+                raise ValueError("model.net.share_embeddings needs a source the network embeds")
+            # images, audio through the front-end, or token ids the encoder embeds itself
+            self.source_embedding = None
             self.encoder = (
                 encoder()
                 if self.frontend is None
@@ -145,8 +134,6 @@ class EncoderDecoder(nn.Module):
                 target_embedding if tie_output else None,
             )
             self.max_output_length = self.decoder.max_output_length
-        self.tokenizer: Any = None  # a Seq2SeqTokenizer, attached by whoever built the network
-        self.decoding = DecodingConfig()
 
     # ---- the step interface ----
     def encode_source(self, src: torch.Tensor, src_mask: torch.Tensor) -> Encoded:
@@ -208,12 +195,6 @@ class EncoderDecoder(nn.Module):
         features, attention = self.decoder(tgt_in, memory)
         return TeacherForced(self.generator(features), attention, *ctc)
 
-    def forward(
-        self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor
-    ) -> torch.Tensor:
-        # src: (B, S), tgt_in: (B, T) -> logits (B, T, V)
-        return self.teacher_forced(src, src_mask, tgt_in)[0]
-
     def _scheduled_sampling(self, tgt_in: torch.Tensor, memory: Reorderable) -> torch.Tensor:
         state, logits = self.init_state(memory), []
         prev = tgt_in[:, 0]
@@ -226,52 +207,3 @@ class EncoderDecoder(nn.Module):
                 )
                 prev = torch.where(use_reference, tgt_in[:, t + 1], step_logits.argmax(-1))
         return torch.stack(logits, dim=1)
-
-    # ---- tokenizer and decoding ----
-    def vocab_sizes(self) -> dict[str, int]:
-        """The vocabulary sizes the network was built for, as ``Seq2SeqTokenizer.vocab_sizes``."""
-        sizes = {"target_vocab_size": self.target_vocab_size}
-        if self.source_vocab_size is not None:
-            sizes["source_vocab_size"] = self.source_vocab_size
-        return sizes
-
-    def attach_tokenizer(self, tokenizer: Any) -> None:
-        if tokenizer.vocab_sizes() != self.vocab_sizes():
-            raise ValueError(
-                f"tokenizer vocabularies {tokenizer.vocab_sizes()} do not match the model's "
-                f"{self.vocab_sizes()}"
-            )
-        self.tokenizer = tokenizer
-
-    def generate(
-        self, src: torch.Tensor, src_mask: torch.Tensor, decoding: DecodingConfig | None = None
-    ) -> list[list[Hypothesis]]:
-        """n-best lists of token-id hypotheses per source row, best first."""
-        decoding = decoding or self.decoding
-        if self.decoder is None:  # CTC only
-            decoding = ctc_only_decoding(decoding)
-        return decode(self, src, src_mask, decoding, self.max_output_length)
-
-    def greedy_with_attention(
-        self, src: torch.Tensor, src_mask: torch.Tensor, keep_attention: bool = True
-    ) -> list[Hypothesis]:
-        """Greedy hypotheses within ``decoding``'s length limits, each keeping its steps'
-        attention where the decoder has attention (for plots)."""
-        if self.decoder is None:  # CTC only: no attention to keep
-            return [n_best[0] for n_best in self.generate(src, src_mask)]
-        limits = max_output_lengths(
-            src_mask, self.decoding.max_len_a, self.decoding.max_len_b, self.max_output_length
-        )
-        with self.returning_attention():
-            return greedy_search(self, src, src_mask, limits, keep_attention=keep_attention)
-
-
-def ctc_only_decoding(decoding: DecodingConfig) -> DecodingConfig:
-    """How a network without a decoder decodes: CTC's best path (a beam over CTC alone would
-    need a decoder to extend its hypotheses)."""
-    if decoding.beam_size > 1 or decoding.sample:
-        raise UserError(
-            "a CTC-only model (model.net.decoder=null) decodes by CTC's best path: "
-            "decoding.beam_size=1, decoding.sample=false"
-        )
-    return replace(decoding, ctc_weight=1.0)

@@ -12,7 +12,7 @@ from typing import Any
 import hydra
 import torch
 
-from encdec.networks.encoder_decoder import EncoderDecoder
+from encdec.networks.network import Network
 from encdec.utils.errors import UserError
 
 CHECKPOINT_FORMAT = 2  # bumped when a checkpoint's layout changes incompatibly
@@ -54,7 +54,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def build_network(model_config: dict[str, Any], vocab_sizes: dict[str, int]) -> EncoderDecoder:
+def build_network(model_config: dict[str, Any], vocab_sizes: dict[str, int]) -> Network:
     """The network a model config's ``net`` node describes, sized to ``vocab_sizes``."""
     return hydra.utils.instantiate(model_config["net"], _convert_="all", **vocab_sizes)
 
@@ -68,7 +68,7 @@ def network_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     }
 
 
-def load_checkpoint_network(checkpoint: dict[str, Any]) -> EncoderDecoder:
+def load_checkpoint_network(checkpoint: dict[str, Any]) -> Network:
     """The network of a checkpoint read by ``read_checkpoint``, with its weights, in eval mode
     (no tokenizer attached: ``encdec.inference`` does that)."""
     network = build_network(checkpoint["encdec_model"], checkpoint["vocab_sizes"])

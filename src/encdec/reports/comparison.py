@@ -59,12 +59,20 @@ def class_name(target: str, suffix: str = "") -> str:
 
 def family_of(config: dict[str, Any]) -> str:
     """The architecture of a run's model, from the ``_target_`` of its encoder and decoder
-    ("RNN + AttentionRNN"); the model's class for a config without a network node."""
+    ("RNN + AttentionRNN", "Upsampled + CTC" without a decoder), of a transformers model's
+    config ("T5"), or of its network ("MaskedLanguageModel"); the model's class for a config
+    without a network node."""
     model = config["model"]
     net = model.get("net")
-    if not isinstance(net, dict) or "encoder" not in net or "decoder" not in net:
+    if not isinstance(net, dict):
         return class_name(model["_target_"])
+    if isinstance(net.get("config"), dict):  # a transformers model: its architecture
+        return class_name(net["config"]["_target_"], "Config")
+    if "encoder" not in net or "decoder" not in net:
+        return class_name(net["_target_"])
     encoder = class_name(net["encoder"]["_target_"], "Encoder")
+    if net["decoder"] is None:
+        return f"{encoder} + CTC"
     return f"{encoder} + {class_name(net['decoder']['_target_'], 'Decoder')}"
 
 

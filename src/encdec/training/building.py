@@ -5,9 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 
-from encdec.networks.loading import build_network, read_checkpoint
+from encdec.networks.loading import build_network, network_weights, read_checkpoint
 from encdec.training.seq2seq_module import Seq2SeqModule
+from encdec.utils.errors import UserError
 
 
 def build_model(model_config: dict[str, Any], vocab_sizes: dict[str, int]) -> Seq2SeqModule:
@@ -16,7 +18,7 @@ def build_model(model_config: dict[str, Any], vocab_sizes: dict[str, int]) -> Se
     network = build_network(model_config, vocab_sizes)
     settings = {k: v for k, v in model_config.items() if k != "net"}
     model = hydra.utils.instantiate(settings, net=network, _convert_="all")
-    model.model_config = model_config
+    model.model_config = {**model_config, "net": network.config_node(model_config["net"])}
     return model
 
 
@@ -28,3 +30,22 @@ def load_model(path: str | Path, map_location: str = "cpu") -> Seq2SeqModule:
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(map_location).eval()
+
+
+def initialize_from(
+    network: torch.nn.Module, checkpoint: dict[str, Any], name: str
+) -> tuple[int, list[str]]:
+    """Copy into ``network`` every tensor of the checkpoint's network (read by
+    ``read_checkpoint`` from ``name``) whose name and shape match (fine-tuning after a
+    pretraining stage); returns how many were copied and the names of the network's tensors
+    that kept their fresh initialization."""
+    weights = network_weights(checkpoint)
+    own = network.state_dict()
+    matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise UserError(
+            f"init_from={name}: no tensor of its network matches this model's in name and "
+            "shape (another architecture or vocabulary)"
+        )
+    network.load_state_dict(matched, strict=False)
+    return len(matched), sorted(set(own) - set(matched))

