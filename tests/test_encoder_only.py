@@ -7,8 +7,8 @@ import torch
 
 from encdec.modules.transformer import TransformerEncoder
 from encdec.modules.upsampling import UpsampledEncoder
-from tests.conftest import FAST, build_tiny, learn_by_heart, random_batch, target_batch
-from tests.test_entry_points import _cli
+from tests.conftest import build_tiny, learn_by_heart, random_batch, target_batch
+from tests.test_entry_points import _cli, train_and_translate
 
 TINY_ENCODER_CTC = [
     "model=encoder_ctc",
@@ -53,26 +53,11 @@ def test_an_encoder_only_model_learns_outputs_longer_than_its_input_by_heart():
 
 
 def test_encoder_ctc_trains_tests_and_translates_through_the_entry_points(tmp_path):
-    run = tmp_path / "run"
-    trained = _cli(
-        "encdec.train",
-        *TINY_ENCODER_CTC,
-        "model.net.encoder.factor=6",  # SCAN's actions: up to 48 for up to 9 words
-        *FAST,
-        "callbacks=default",
-        "~callbacks.lr_monitor",
-        f"hydra.run.dir={run}",
+    factor = "model.net.encoder.factor=6"  # SCAN's actions: up to 48 for up to 9 words
+    best = train_and_translate(
+        tmp_path / "run", [*TINY_ENCODER_CTC, factor], ["jump twice", "look"]
     )
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    assert (run / "predictions" / "test.txt").is_file()
-    translated = _cli(
-        "encdec.translate", f"ckpt_path={run}/checkpoints/best.ckpt", stdin="jump twice\nlook\n"
-    )
-    assert translated.returncode == 0, translated.stderr[-2000:]
-    assert len(translated.stdout.splitlines()) == 2
-    beam = _cli(
-        "encdec.translate", f"ckpt_path={run}/checkpoints/best.ckpt", "decoding.beam_size=4",
-        stdin="look\n",
-    )  # fmt: skip
+    assert (tmp_path / "run" / "predictions" / "test.txt").is_file()  # best path: no beam
+    beam = _cli("encdec.translate", f"ckpt_path={best}", "decoding.beam_size=4", stdin="look\n")
     assert beam.returncode != 0
     assert "decodes by CTC's best path" in beam.stderr.strip().splitlines()[-1]

@@ -301,6 +301,22 @@ def _cli(
     )
 
 
+def train_and_translate(run: Path, overrides: list[str], sentences: list[str]) -> Path:
+    """Train through the CLI (a tiny budget, best.ckpt kept) into ``run``, check the test stage
+    wrote its predictions, and translate ``sentences`` with the checkpoint through the CLI (one
+    line each); returns the checkpoint."""
+    checkpoints = ["callbacks=default", "~callbacks.lr_monitor"]
+    trained = _cli("encdec.train", *overrides, *FAST, *checkpoints, f"hydra.run.dir={run}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert any((run / "predictions").glob("test*.txt"))
+    best = run / "checkpoints" / "best.ckpt"
+    stdin = "".join(f"{sentence}\n" for sentence in sentences)
+    translated = _cli("encdec.translate", f"ckpt_path={best}", stdin=stdin)
+    assert translated.returncode == 0, translated.stderr[-2000:]
+    assert len(translated.stdout.splitlines()) == len(sentences)
+    return best
+
+
 def write_parallel_text(folder: Path, source: bytes, target: bytes) -> Path:
     """``{train,validation,test}.{de,en}`` files in ``folder``: the given training text, one
     good pair for the others."""

@@ -21,7 +21,7 @@ from tests.conftest import (
     model_config,
     random_batch,
 )
-from tests.test_entry_points import _cli
+from tests.test_entry_points import _cli, train_and_translate
 
 TINY = {"t5": HF_T5_SIZES, "bart": HF_BART_SIZES, "gpt2": HF_GPT2_SIZES}
 JOINT = {"source_vocab_size": VOCAB, "target_vocab_size": VOCAB}
@@ -69,24 +69,14 @@ def test_pretrained_models_it_cannot_use_are_one_clear_error(tmp_path):
 def test_a_transformers_model_trains_tests_and_translates_through_the_entry_points(tmp_path):
     """T5 through the CLI (GPT-2 and BART take the same paths: the generic tests above)."""
     family, run = "t5", tmp_path / "run"
-    trained = _cli(
-        "encdec.train",
+    overrides = [
         f"model={family}",
         *TINY[family],
         "data.tokenizer.joint=true",
         "decoding.beam_size=2",
-        *FAST,
-        "callbacks=default",
-        "~callbacks.lr_monitor",
-        f"hydra.run.dir={run}",
-    )
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    ]
+    train_and_translate(run, overrides, ["jump twice", "look"])
     assert (run / "predictions" / "test_beam2.txt").is_file()
-    translated = _cli(
-        "encdec.translate", f"ckpt_path={run}/checkpoints/best.ckpt", stdin="jump twice\nlook\n"
-    )
-    assert translated.returncode == 0, translated.stderr[-2000:]
-    assert len(translated.stdout.splitlines()) == 2
     separate = _cli(
         "encdec.train", f"model={family}", *TINY[family], *FAST, f"hydra.run.dir={run}2"
     )

