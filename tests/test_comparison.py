@@ -1,6 +1,7 @@
 """scripts/compare.py and encdec.reports.comparison: tables, plots, W&B groups, significance."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,15 @@ def test_seeds_are_aggregated_per_data_and_family(runs):
         "| scan/simple | RNN + ContextRNN | 2 | test/exact_match | 60.0 ± 14.1 | 30.0 ± 7.1 |"
         in table
     )
+
+
+def test_counted_training_flops_get_their_column(runs):
+    for run, flops in zip(runs[2:], (3.0e14, 5.0e14), strict=True):
+        (run / "train_flops.json").write_text(json.dumps({"train_flops": flops}))
+    rows = summarise([read_run_dir(path) for path in runs])
+    assert math.isnan(rows[0]["train_flops"]) and rows[1]["train_flops"] == 4.0e14
+    rnn, transformer = markdown_table(rows).splitlines()[2:]
+    assert rnn.endswith("| — |") and transformer.endswith("| 0.40 |")
 
 
 def test_runs_with_other_settings_get_their_own_row(tmp_path, runs):

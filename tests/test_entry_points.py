@@ -114,7 +114,10 @@ def option_overrides(group: str, option: str) -> list[str]:
     overrides = [f"{group}={option}"]
     if group == "data" and option == "parallel_text":
         overrides += ["data.path=/tmp", "data.source_lang=de", "data.target_lang=en"]
-    if group == "data/source" and option in SPEECH_SOURCES:  # a speech data's reader
+    if group == "data/source" and option.startswith("single_voice"):  # speech synthesis's
+        overrides += ["data=synthesis_commands"]
+        overrides += ["data.source.texts.path=/tmp"] if option.endswith("multi30k") else []
+    elif group == "data/source" and option in SPEECH_SOURCES:  # a speech data's reader
         overrides += ["data=speech_commands"]
         overrides += [SPEECH_SOURCES[option]] if SPEECH_SOURCES[option] else []
     elif group == "data/source":  # a captioning data's reader, with what it must be given
@@ -123,8 +126,12 @@ def option_overrides(group: str, option: str) -> list[str]:
         overrides += [required[option]] if option in required else []
     if group == "data/noise":  # pretraining's noise: a pretraining data's
         overrides = ["data=multi30k_denoising", "data.path=/tmp", *overrides]
-    if group == "data" and option == "speech_multi30k":
+    if group == "data" and option in ("speech_multi30k", "synthesis_multi30k"):
         overrides += [SPEECH_SOURCES["speech_multi30k"]]
+    if group in ("model/net/prenet", "model/net/postnet"):  # a speech synthesizer's parts
+        overrides += ["model=tacotron"]
+    if group in ("model/net/prenet", "model/net/postnet") or option in SYNTHESIZERS:
+        overrides += ["data=synthesis_commands"]  # the audio's sample rate
     if group == "model/net/encoder" and takes_images(option):
         overrides += ["model=caption_attention", "data=caption_shapes"]
     if group == "model/net/frontend":  # an audio front-end: a speech model
@@ -134,6 +141,7 @@ def option_overrides(group: str, option: str) -> list[str]:
     return overrides
 
 
+SYNTHESIZERS = ("tacotron", "transformer_tts")
 TINY_SPEECH_CORPUS = [
     "data.source.speakers={train:4,val:1,test:1,test_unseen_engine:1}",
     "data.source.utterances_per_speaker=3",
@@ -182,7 +190,8 @@ def test_every_config_composes_and_instantiates(tmp_path, group, option):
         assert instantiate(cfg.trainer).max_epochs == cfg.trainer.max_epochs
     elif group in ("logger", "callbacks"):
         for node in (cfg[group] or {}).values():
-            assert_instance_of_target(instantiate(node), node)
+            if node is not None:  # null: a callback an option turns off
+                assert_instance_of_target(instantiate(node), node)
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
@@ -501,7 +510,10 @@ IN_README = {
 @pytest.mark.parametrize("experiment", sorted(set(EXPERIMENTS) - IN_README))
 def test_every_experiment_smoke_runs(tmp_path, experiment):
     """The experiments that README does not run (tests/test_readme.py runs those)."""
-    corpus = next((name for name in ("multi30k", "flickr8k") if name in experiment), None)
+    text = (Path(CONFIG_DIR) / "experiment" / f"{experiment}.yaml").read_text()
+    corpus = next(
+        (n for n in ("multi30k", "flickr8k") if n in experiment or f"/data: {n}\n" in text), None
+    )  # named in the experiment's name, or the data it chooses
     if corpus and not (SHARED_DATA / corpus).is_dir():
         pytest.skip("../shared/data absent")
     overrides = [
@@ -510,7 +522,12 @@ def test_every_experiment_smoke_runs(tmp_path, experiment):
         "trainer.limit_train_batches=2",
         "trainer.max_time=null",
     ]
-    if experiment.startswith("speech_"):  # the synthesized corpus, small: its text, 4 voices
+    if experiment.startswith("synthesis_"):  # one voice, a few sentences
+        overrides += ["data.source.utterances={train:8,val:2,test:2}",
+                      f"data.source.texts.path={SHARED_DATA / corpus}",
+                      "data.source.texts.max_sentences=20", "trainer.val_check_interval=null",
+                      "trainer.check_val_every_n_epoch=1", "model.net.max_frames=200"]  # fmt: skip
+    elif experiment.startswith("speech_"):  # the synthesized corpus, small: its text, 4 voices
         overrides += TINY_SPEECH_CORPUS
         overrides += ["trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=1"]
         if corpus:
@@ -519,7 +536,7 @@ def test_every_experiment_smoke_runs(tmp_path, experiment):
     elif corpus:
         overrides.append(f"data.path={SHARED_DATA / corpus}")
     metrics = train(compose_config("train", overrides, tmp_path / "run"))
-    assert any(name.startswith(("test/bleu", "test/wer")) for name in metrics)
+    assert any(name.startswith(("test/bleu", "test/wer", "test/mcd")) for name in metrics)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ LAYERS = [
     "inference",
     "reports",
 ]
-ENTRY_POINTS = {"train", "evaluate", "translate", "caption", "transcribe", "tune", "fast"}
+ENTRY_POINTS = {"train", "evaluate", "translate", "caption", "transcribe", "speak", "tune", "fast"}
 
 
 def layer_of(module: str) -> int:

@@ -50,6 +50,8 @@ NARROW_SWEEPS = {  # a sweep's grid narrowed as the configs' comments say, e.g. 
     "hparams_search=": "hydra.sweeper.n_trials=1",
     "experiment=speech_commands": "data.source.utterances_per_speaker=2 "  # a tiny corpus
     "data.source.speakers={train:4,val:1,test:1,test_unseen_engine:1}",
+    "experiment=synthesis_commands": "data.source.utterances={train:30,val:2,test:2} "  # one voice
+    "model.net.max_frames=200",
 }
 # what a command needs that a machine may lack -> the refusal it must print instead
 NEEDS = {
@@ -95,6 +97,8 @@ def concrete(command: str, workdir: Path) -> tuple[list[str], str]:
             needle = "CaptionMetrics"  # a captioning model's metric
         if module == "encdec.transcribe" or "test_unseen_engine" in command:
             needle = "SpeechMetrics"  # a speech recognizer's
+        if module == "encdec.speak":
+            needle = "MelCepstralDistortion"  # a speech synthesizer's
         ckpt = latest_checkpoint(workdir, needle)
         command = re.sub(r"ckpt_path=\S+", f"ckpt_path={ckpt}", command)
     command = command.replace("data.path=...", "data.path=../shared/data/flickr8k")

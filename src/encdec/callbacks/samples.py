@@ -12,7 +12,7 @@ as ``val/attention`` (speech: output tokens x encoder frames under the utterance
 spectrogram); the fixed-context RNN decoder has no attention and gets none. With a
 TensorBoard logger the samples are the text ``val/samples`` and the heatmaps images under
 ``val/attention/``. The CSV logger gets nothing: the files in the run dir are there for every
-run. Rank 0 only.
+run. Rank 0 only. A speech synthesizer writes no text: ``SynthesisSamples`` writes its samples.
 """
 
 from pathlib import Path
@@ -30,6 +30,7 @@ from PIL import Image
 from encdec.data.images import image_array
 from encdec.data.tokenization import EOS_ID, token_text
 from encdec.decoding.search import Hypothesis
+from encdec.networks.text_to_speech import TextToSpeech
 from encdec.training.seq2seq_module import Seq2SeqModule
 from encdec.utils.errors import UserError
 from encdec.utils.loggers import find_wandb_logger
@@ -65,14 +66,18 @@ def is_audio(batch: dict[str, Any]) -> bool:
     return batch["source"].dim() == 2 and batch["source"].is_floating_point()
 
 
-class ValidationSamples(L.Callback):
-    def __init__(self, num_samples: int = 8, attention_maps: int = 2) -> None:
+class FirstValidationRows(L.Callback):
+    """Keeps the first ``num_samples`` rows of the first val batch (rank 0) where ``draws``
+    says the callback has something to draw for the module's network."""
+
+    def __init__(self, num_samples: int) -> None:
         if num_samples < 1:
             raise UserError(f"num_samples must be >= 1, got {num_samples}")
-        if not 0 <= attention_maps <= num_samples:
-            raise UserError(f"attention_maps must be in 0..num_samples, got {attention_maps}")
-        self.num_samples, self.attention_maps = num_samples, attention_maps
+        self.num_samples = num_samples
         self.examples: dict[str, Any] | None = None  # first rows of the first val batch
+
+    def draws(self, network: Any) -> bool:
+        return True
 
     def on_validation_batch_end(
         self,
@@ -83,8 +88,20 @@ class ValidationSamples(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if self.examples is None and batch is not None and trainer.is_global_zero:
+        first = self.examples is None and batch is not None and trainer.is_global_zero
+        if first and self.draws(getattr(pl_module, "net", None)):
             self.examples = first_rows(batch, self.num_samples)
+
+
+class ValidationSamples(FirstValidationRows):
+    def __init__(self, num_samples: int = 8, attention_maps: int = 2) -> None:
+        super().__init__(num_samples)
+        if not 0 <= attention_maps <= num_samples:
+            raise UserError(f"attention_maps must be in 0..num_samples, got {attention_maps}")
+        self.attention_maps = attention_maps
+
+    def draws(self, network: Any) -> bool:
+        return not isinstance(network, TextToSpeech)  # a synthesizer writes no text
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Seq2SeqModule) -> None:
         fitting = trainer.state.fn == TrainerFn.FITTING  # not trainer.validate() after the fit

@@ -1,5 +1,6 @@
 """Training throughput: target tokens/s and source+target tokens/s, logged and summarised
-(speech: target tokens/s and 10-ms input frames/s, ``train/frames_per_s``).
+(speech recognition: target tokens/s and 10-ms input frames/s, ``train/frames_per_s``; speech
+synthesis: its target's 10-ms frames count as target tokens).
 
 Only time inside training batches counts (forward, backward, optimizer step), so validation
 does not dilute the figure; the summary also records the whole fit's wall time. Under DDP the
@@ -28,6 +29,7 @@ class ThroughputMonitor(L.Callback):
         self.total_tokens = torch.zeros(2, dtype=torch.long)
         self.parameters = 0
         self.samples_per_frame = 0  # speech: audio samples per 10-ms frame; 0 for text
+        self.target_samples_per_frame = 0  # speech synthesis: the same, of the target audio
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_start = time.perf_counter()
@@ -35,6 +37,9 @@ class ThroughputMonitor(L.Callback):
         frontend = getattr(getattr(pl_module, "net", None), "frontend", None)
         if frontend is not None:
             self.samples_per_frame = frontend.log_mel.hop_length
+        target_mel = getattr(getattr(pl_module, "net", None), "mel", None)
+        if target_mel is not None:
+            self.target_samples_per_frame = target_mel.hop_length
 
     def on_train_batch_start(
         self,
@@ -55,7 +60,10 @@ class ThroughputMonitor(L.Callback):
     ) -> None:
         if batch is None:  # a captioning batch whose images all failed to decode: skipped
             return
-        target_tokens = (batch["target_out"] != PAD_ID).sum()
+        if self.target_samples_per_frame:  # speech synthesis: the target audio's frames
+            target_tokens = batch["audio_mask"].sum() // self.target_samples_per_frame
+        else:
+            target_tokens = (batch["target_out"] != PAD_ID).sum()
         source_tokens = (  # a captioning batch has images, not source tokens
             batch["source_mask"].sum()
             if "source_mask" in batch

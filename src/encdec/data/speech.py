@@ -118,7 +118,10 @@ def collate_speech(
 
 class SpeechDataModule(TokenizedDataModule):
     """``source`` is a reader built from its own config; ``splits`` names the reader's split
-    of each stage (e.g. ``{test: test_unseen_engine}``)."""
+    of each stage (e.g. ``{test: test_unseen_engine}``). Subclasses (speech synthesis) may
+    tokenize the texts otherwise (``token_ids``) and batch them otherwise (``collate``)."""
+
+    collate = staticmethod(collate_speech)  # examples -> a batch (``multiple``: padding)
 
     def __init__(
         self,
@@ -171,9 +174,13 @@ class SpeechDataModule(TokenizedDataModule):
         """Target only: the training transcripts, normalized."""
         return None, [normalize_transcript(u.text) for u in self.utterances("train")]
 
+    def token_ids(self, tokenizer: Seq2SeqTokenizer, utterances: list[Utterance]) -> list:
+        """Each utterance's token ids: its transcript, normalized, as the target."""
+        return tokenizer.encode_target([normalize_transcript(u.text) for u in utterances])
+
     def build_dataset(self, stage: str, tokenizer: Seq2SeqTokenizer) -> SpeechDataset:
         utterances = self.utterances(stage)
-        target_ids = tokenizer.encode_target([normalize_transcript(u.text) for u in utterances])
+        target_ids = self.token_ids(tokenizer, utterances)
         positions = list(range(len(utterances)))
         if stage == "train":  # evaluation keeps everything
             positions = [
@@ -197,7 +204,7 @@ class SpeechDataModule(TokenizedDataModule):
             padded, self.max_frames, shuffle, pad_to_equal=shuffle, **self.sharding()
         )
         samples = multiple * self.sample_rate // FRAMES_PER_SECOND  # the same multiple, in samples
-        collate = functools.partial(collate_speech, multiple=samples)
+        collate = functools.partial(self.collate, multiple=samples)
         return bucketed_loader(
             dataset, sampler, collate, self.num_workers, self.seed, self.trainer, shuffle
         )

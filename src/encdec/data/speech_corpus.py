@@ -219,24 +219,28 @@ def build_speech_corpus(
     cache_dir: Path,
     texts: dict[str, list[str]],
     speakers: dict[str, list[Speaker]],
-    utterances_per_speaker: int,
+    utterances_per_speaker: int | dict[str, int],
     sample_rate: int = 16000,
     seed: int = 0,
     processes: int | None = None,
+    distinct_sentences: bool = False,
 ) -> Path:
     """The corpus directory for these texts and speakers, synthesized on a miss. Each speaker
-    of a split says ``utterances_per_speaker`` sentences drawn (seeded) from that split's
-    texts (``test_unseen_engine`` uses the test texts)."""
+    of a split says ``utterances_per_speaker`` sentences (or that split's count, given per
+    split) drawn (seeded) from that split's texts (``test_unseen_engine`` uses the test
+    texts). With ``distinct_sentences`` no two speakers of a split say the same sentence."""
     key = digest_values(
         FORMAT, texts, {k: [asdict(s) for s in v] for k, v in speakers.items()},
         utterances_per_speaker, sample_rate, seed, tool_versions(),
+        *(["distinct sentences"] if distinct_sentences else []),
     )[:16]  # fmt: skip
 
     def build(directory: Path) -> dict[str, int]:
         check_programs(sorted({s.engine for group in speakers.values() for s in group}))
         jobs, manifests = plan(
-            directory, texts, speakers, utterances_per_speaker, sample_rate, seed
-        )
+            directory, texts, speakers, utterances_per_speaker, sample_rate, seed,
+            distinct_sentences,
+        )  # fmt: skip
         durations: list[float] = []  # of every utterance, in the manifests' order
         total = sum(len(job[1]) for job in jobs)
         with (
@@ -262,9 +266,10 @@ def plan(
     directory: Path,
     texts: dict[str, list[str]],
     speakers: dict[str, list[Speaker]],
-    utterances_per_speaker: int,
+    utterances_per_speaker: int | dict[str, int],
     sample_rate: int,
     seed: int,
+    distinct_sentences: bool = False,
 ) -> tuple[list[Job], dict[str, list[dict]]]:
     """The synthesis jobs (one per speaker), and each split's manifest rows in job order."""
     rng = random.Random(seed)
@@ -275,8 +280,19 @@ def plan(
         if not sentences:
             raise UserError(f"the speech corpus has no sentences for its {split} split")
         manifests[split] = []
-        for speaker in group:
-            said = rng.sample(sentences, min(utterances_per_speaker, len(sentences)))
+        count = (
+            utterances_per_speaker[split]
+            if isinstance(utterances_per_speaker, dict)
+            else utterances_per_speaker
+        )
+        shuffled = rng.sample(sentences, len(sentences)) if distinct_sentences else []
+        for number, speaker in enumerate(group):
+            if distinct_sentences:  # the speaker's own share of the split's sentences
+                said = shuffled[number * count : (number + 1) * count]
+            else:
+                said = rng.sample(sentences, min(count, len(sentences)))
+            if not said:
+                continue
             paths = [f"wav/{speaker.name}/{n:04d}.wav" for n in range(len(said))]
             manifests[split] += [
                 {"audio_filepath": path, "text": text, "speaker": speaker.name}

@@ -10,6 +10,8 @@
 - ``SynthesizedSpeechReader``: the offline corpus (``encdec.data.speech_corpus``), synthesized
   on first use into the cache directory from a text source (the command grammar, or the English
   side of Multi30k), then read through its manifests.
+- ``SingleVoiceReader``: the same builder with one voice saying every split's sentences (the
+  data of speech synthesis).
 
 A manifest line that is not JSON, or has no text or audio path, is an error naming the file and
 line; an utterance whose audio file is missing is skipped, and the skips are counted in the log.
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from encdec.data.audio import AudioError, audio_duration
-from encdec.data.speech_corpus import build_speech_corpus, speaker_table
+from encdec.data.speech_corpus import Speaker, build_speech_corpus, speaker_table
 from encdec.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,54 @@ class SynthesizedSpeechReader:
         if split not in self.speakers:
             raise UserError(
                 f"the synthesized corpus has no split '{split}' ({list(self.speakers)})"
+            )
+        return read_manifest(self.corpus(cache_dir) / f"{split}.jsonl")
+
+
+class SingleVoiceReader:
+    """One voice (``voice``: the settings of a ``speech_corpus.Speaker`` but its name) saying
+    ``utterances[split]`` sentences of each split's ``texts``; each split is synthesized by
+    ``shards`` speakers of that same voice, in parallel processes."""
+
+    def __init__(
+        self,
+        texts: Callable[[], dict[str, list[str]]],
+        voice: dict[str, Any],
+        utterances: dict[str, int],
+        shards: int = 2,
+        sample_rate: int = 16000,
+        seed: int = 0,
+    ) -> None:
+        try:
+            Speaker(name="voice", **voice)
+        except TypeError as error:
+            raise UserError(f"data.source.voice: {error}") from None
+        if shards < 1:
+            raise UserError(f"data.source.shards={shards} must be 1 or more")
+        self.texts, self.voice, self.utterances = texts, dict(voice), dict(utterances)
+        self.shards, self.sample_rate, self.seed = shards, sample_rate, seed
+        self._corpus: Path | None = None
+
+    def corpus(self, cache_dir: Path) -> Path:
+        if self._corpus is None:
+            texts = self.texts()
+            speakers, counts = {}, {}
+            for split, count in self.utterances.items():
+                shards = min(self.shards, max(count, 1))
+                speakers[split] = [
+                    Speaker(name=f"{split}-{i}", **self.voice) for i in range(shards)
+                ]
+                counts[split] = -(-count // shards)  # each shard says its share
+            self._corpus = build_speech_corpus(
+                cache_dir, texts, speakers, counts, self.sample_rate, self.seed,
+                distinct_sentences=True,
+            )  # fmt: skip
+        return self._corpus
+
+    def read(self, split: str, cache_dir: Path) -> list[Utterance]:
+        if split not in self.utterances:
+            raise UserError(
+                f"the single-voice corpus has no split '{split}' ({list(self.utterances)})"
             )
         return read_manifest(self.corpus(cache_dir) / f"{split}.jsonl")
 

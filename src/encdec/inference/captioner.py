@@ -11,6 +11,7 @@ from encdec.data.tokenization import token_text
 from encdec.decoding.search import DecodingConfig
 from encdec.inference.loading import load_network
 from encdec.networks.network import Network
+from encdec.networks.text_to_speech import TextToSpeech
 from encdec.utils.errors import UserError
 from encdec.utils.plots import save_attention_overlay
 
@@ -32,6 +33,8 @@ class Captioner:
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> "Captioner":
         network, checkpoint = load_network(path, map_location)
+        if isinstance(network, TextToSpeech):
+            raise UserError(f"'{path}' holds a speech synthesizer: use python -m encdec.speak")
         if network.source_vocab_size is not None:
             raise UserError(f"'{path}' holds a model of text: use python -m encdec.translate")
         if network.frontend is not None:

@@ -11,6 +11,7 @@ from encdec.data.audio import AudioError, read_audio
 from encdec.decoding.search import DecodingConfig
 from encdec.inference.loading import load_network
 from encdec.networks.network import Network
+from encdec.networks.text_to_speech import TextToSpeech
 from encdec.utils.errors import UserError
 
 
@@ -27,6 +28,8 @@ class Transcriber:
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> "Transcriber":
         network, _ = load_network(path, map_location)
+        if isinstance(network, TextToSpeech):
+            raise UserError(f"'{path}' holds a speech synthesizer: use python -m encdec.speak")
         if network.frontend is None:
             kind = "text" if network.source_vocab_size is not None else "images"
             tool = "translate" if kind == "text" else "caption"

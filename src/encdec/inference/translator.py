@@ -8,6 +8,7 @@ from encdec.data.collate import source_batch
 from encdec.decoding.search import DecodingConfig
 from encdec.inference.loading import load_network
 from encdec.networks.network import Network
+from encdec.networks.text_to_speech import TextToSpeech
 from encdec.utils.errors import UserError
 
 
@@ -22,6 +23,8 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> "Translator":
         network, _ = load_network(path, map_location)
+        if isinstance(network, TextToSpeech):
+            raise UserError(f"'{path}' holds a speech synthesizer: use python -m encdec.speak")
         if network.frontend is not None:
             raise UserError(f"'{path}' holds a speech recognizer: use python -m encdec.transcribe")
         if network.source_vocab_size is None:

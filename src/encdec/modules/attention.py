@@ -1,9 +1,12 @@
-"""Attention: Bahdanau (additive) and Luong (dot, general) for RNN decoders, multi-head on SDPA.
+"""Attention: Bahdanau (additive), location-sensitive (additive + where it attended before) and
+Luong (dot, general) for RNN decoders, multi-head on SDPA.
 
 RNN attention works in two steps so that keys are projected once per source sentence:
 ``keys = attention.project_keys(encoder_states)`` when the source is encoded, then
 ``context, weights = attention(query, keys, encoder_states, mask)`` for queries (B, T, H): one
-decoder step (T = 1) or, where the decoder allows it, all steps at once.
+decoder step (T = 1) or, where the decoder allows it, all steps at once. Location-sensitive
+attention (``uses_alignment``) also takes the previous step's weights and their running sum
+(``alignment``, (B, 2, S)), so it attends one step at a time.
 """
 
 import math
@@ -33,6 +36,52 @@ class BahdanauAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # query: (B, T, query_size), keys: (B, S, hidden), values: (B, S, V), mask: (B, S)
         energies = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))  # (B,T,S,A)
+        return _attend(self.energy(energies).squeeze(3), values, mask)
+
+
+class LocationSensitiveAttention(nn.Module):
+    """Additive attention that also sees where it attended so far (Chorowski et al., 2015;
+    Tacotron 2, Shen et al., 2018): score = v^T tanh(W_q q + W_k k + W_f (F * a)), where F are
+    ``filters`` convolutions of width ``kernel_size`` over the previous step's weights and their
+    running sum. It keeps speech synthesis moving forward through the text, one step at a time."""
+
+    uses_alignment = True
+
+    def __init__(
+        self,
+        query_size: int,
+        key_size: int,
+        hidden_size: int,
+        filters: int = 32,
+        kernel_size: int = 31,
+    ) -> None:
+        super().__init__()
+        self.query_proj = nn.Linear(query_size, hidden_size, bias=False)
+        self.key_proj = nn.Linear(key_size, hidden_size)
+        self.location_conv = nn.Conv1d(
+            2, filters, kernel_size, padding=kernel_size // 2, bias=False
+        )  # over (previous weights, their running sum)
+        self.location_proj = nn.Linear(filters, hidden_size, bias=False)
+        self.energy = nn.Linear(hidden_size, 1, bias=False)
+
+    def project_keys(self, states: torch.Tensor) -> torch.Tensor:
+        # states: (B, S, key_size) -> keys: (B, S, hidden)
+        return self.key_proj(states)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor,
+        alignment: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # query: (B, 1, query_size), keys: (B, S, hidden), values: (B, S, V), mask: (B, S),
+        # alignment: (B, 2, S) the previous weights and their running sum
+        location = self.location_proj(self.location_conv(alignment).transpose(1, 2))  # (B, S, A)
+        energies = torch.tanh(
+            self.query_proj(query).unsqueeze(2) + (keys + location).unsqueeze(1)
+        )  # (B, 1, S, A)
         return _attend(self.energy(energies).squeeze(3), values, mask)
 
 
@@ -69,12 +118,15 @@ def _attend(
 
 
 def build_rnn_attention(kind: str, query_size: int, key_size: int) -> nn.Module:
-    """``kind``: ``bahdanau`` (additive), ``dot`` or ``general`` (Luong)."""
+    """``kind``: ``bahdanau`` (additive), ``location`` (location-sensitive), ``dot`` or
+    ``general`` (Luong)."""
     if kind == "bahdanau":
         return BahdanauAttention(query_size, key_size, hidden_size=query_size)
+    if kind == "location":
+        return LocationSensitiveAttention(query_size, key_size, hidden_size=query_size)
     if kind in ("dot", "general"):
         return LuongAttention(query_size, key_size, kind)
-    raise ValueError(f"unknown attention '{kind}'; choose bahdanau, dot or general")
+    raise ValueError(f"unknown attention '{kind}'; choose bahdanau, location, dot or general")
 
 
 class MultiHeadAttention(nn.Module):

@@ -82,10 +82,13 @@ class RNNState:
 
     hidden: Hidden  # (L, B, H)
     attentional: torch.Tensor | None = None  # previous attentional vector for input feeding: (B, H)
+    alignment: torch.Tensor | None = None  # location-sensitive attention: the previous weights
+    #                                        and their running sum, (B, 2, S)
 
     def reorder(self, index: torch.Tensor) -> "RNNState":
         attentional = None if self.attentional is None else self.attentional.index_select(0, index)
-        return RNNState(select_hidden(self.hidden, index), attentional)
+        alignment = None if self.alignment is None else self.alignment.index_select(0, index)
+        return RNNState(select_hidden(self.hidden, index), attentional, alignment)
 
 
 class RNNEncoder(nn.Module):
@@ -230,7 +233,9 @@ class ContextRNNDecoder(Decoder):
 class AttentionRNNDecoder(Decoder):
     """RNN decoder with attention over the encoder states.
 
-    ``bahdanau``: the previous hidden state queries the source and the context enters the RNN input.
+    ``bahdanau``: the previous hidden state queries the source and the context enters the RNN input;
+    ``location`` (location-sensitive, Tacotron 2's) does the same and also sees where it attended
+    before (the state carries its weights).
     ``dot``/``general`` (Luong): the new hidden state queries the source and the attentional vector
     tanh(W [h; context]) is the output; with ``input_feeding`` it is also fed to the next input.
     With ``context_gate`` (Show, Attend and Tell, Xu et al. 2015) the context is scaled by
@@ -246,14 +251,14 @@ class AttentionRNNDecoder(Decoder):
         hidden_size: int = 256,
         num_layers: int = 1,
         dropout: float = 0.3,
-        attention: Literal["bahdanau", "dot", "general"] = "bahdanau",
+        attention: Literal["bahdanau", "location", "dot", "general"] = "bahdanau",
         input_feeding: bool = False,
         context_gate: bool = False,
     ) -> None:
         super().__init__()
         self.initial_state = InitialState(memory_size, hidden_size, cell, num_layers, memory_final)
         self.embedding = embedding
-        self.query_first = attention == "bahdanau"
+        self.query_first = attention in ("bahdanau", "location")
         self.input_feeding = input_feeding
         input_size = (
             embedding.embedding_dim
@@ -263,6 +268,7 @@ class AttentionRNNDecoder(Decoder):
         self.dropout = Dropout(dropout)
         self.rnn = build_rnn(cell, input_size, hidden_size, num_layers, dropout)
         self.attention = build_rnn_attention(attention, hidden_size, memory_size)
+        self.location_aware = getattr(self.attention, "uses_alignment", False)
         self.attentional = nn.Linear(hidden_size + memory_size, hidden_size, bias=False)
         self.gate = nn.Linear(hidden_size, memory_size) if context_gate else None
         self.hidden_size = self.output_size = hidden_size
@@ -276,9 +282,12 @@ class AttentionRNNDecoder(Decoder):
             self.attention.project_keys(encoded.states),
         )
 
-    def _attend(self, query: torch.Tensor, memory: RNNMemory) -> tuple[torch.Tensor, torch.Tensor]:
+    def _attend(
+        self, query: torch.Tensor, memory: RNNMemory, alignment: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         # query: (B, T, H) -> context (B, T, H_enc), weights (B, T, S)
-        context, weights = self.attention(query, memory.keys, memory.states, memory.mask)
+        where = {"alignment": alignment} if self.location_aware else {}
+        context, weights = self.attention(query, memory.keys, memory.states, memory.mask, **where)
         if self.gate is not None:
             context = torch.sigmoid(self.gate(query)) * context
         return context, weights
@@ -288,16 +297,23 @@ class AttentionRNNDecoder(Decoder):
         attentional = (
             memory.states.new_zeros(batch, self.hidden_size) if self.input_feeding else None
         )
-        return RNNState(memory.final, attentional)
+        alignment = None
+        if self.location_aware:  # nothing attended yet
+            alignment = memory.states.new_zeros(batch, 2, memory.states.size(1))
+        return RNNState(memory.final, attentional, alignment)
 
     def step(
         self, prev_tokens: torch.Tensor, state: RNNState, memory: RNNMemory
     ) -> tuple[torch.Tensor, RNNState, torch.Tensor]:
         # prev_tokens: (B,) -> features (B, H), state, attention weights (B, S)
         inputs = [self.dropout(self.embedding(prev_tokens))]
+        alignment = None
         if self.query_first:
-            context, weights = self._attend(top_layer(state.hidden).unsqueeze(1), memory)
+            query = top_layer(state.hidden).unsqueeze(1)  # (B, 1, H)
+            context, weights = self._attend(query, memory, state.alignment)
             inputs.append(context.squeeze(1))
+            if self.location_aware:  # (B, 2, S): these weights, and the running sum
+                alignment = torch.cat([weights, state.alignment[:, 1:] + weights], dim=1)
         if self.input_feeding:
             inputs.append(state.attentional)
         output, hidden = self.rnn(torch.cat(inputs, dim=-1).unsqueeze(1), state.hidden)
@@ -305,7 +321,7 @@ class AttentionRNNDecoder(Decoder):
         if not self.query_first:
             context, weights = self._attend(output.unsqueeze(1), memory)
         attentional = torch.tanh(self.attentional(torch.cat([output, context.squeeze(1)], dim=-1)))
-        next_state = RNNState(hidden, attentional if self.input_feeding else None)
+        next_state = RNNState(hidden, attentional if self.input_feeding else None, alignment)
         return self.dropout(attentional), next_state, weights.squeeze(1)
 
     def forward(self, tgt_in: torch.Tensor, memory: RNNMemory) -> tuple[torch.Tensor, torch.Tensor]:

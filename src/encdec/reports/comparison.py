@@ -2,11 +2,12 @@
 decoder their config names, e.g. "RNN + AttentionRNN"), seeds aggregated.
 
 A run is read from its run dir (``config.yaml``, ``test_metrics*.json``, ``train_summary.json``,
-``csv/metrics.csv``) or from W&B (config, summary and history of a run in a group). The report
-is a markdown + CSV table (quality mean ± std over seeds, parameters, training wall time,
-tokens/s, decoding sentences/s, peak memory) and PNG plots (quality against parameters and
-against wall time, validation curves). :func:`paired_bootstrap` tests two runs' test outputs
-for a significant difference with sacreBLEU's paired bootstrap resampling.
+``train_flops.json`` where FLOPs were counted, ``csv/metrics.csv``) or from W&B (config,
+summary and history of a run in a group). The report is a markdown + CSV table (quality mean ±
+std over seeds, parameters, training wall time, tokens/s, decoding sentences/s, peak memory,
+training FLOPs where counted) and PNG plots (quality against parameters and against wall time,
+validation curves). :func:`paired_bootstrap` tests two runs' test outputs for a significant
+difference with sacreBLEU's paired bootstrap resampling.
 """
 
 import csv
@@ -28,6 +29,7 @@ NUMERIC_COLUMNS = (
     ("target_tokens_per_s", "train target tok/s"),
     ("sentences_per_s", "decode sent/s"),
     ("peak_rss_mb", "peak RSS (MB)"),
+    ("train_flops", "train PFLOPs"),
 )
 
 
@@ -44,6 +46,7 @@ class Run:
     target_tokens_per_s: float | None = None
     sentences_per_s: float | None = None
     peak_rss_mb: float | None = None
+    train_flops: float | None = None  # counted where the run had callbacks=flops
     val_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, monitored value)
     config: dict[str, Any] = field(default_factory=dict)
     predictions: Path | None = None
@@ -131,6 +134,8 @@ def read_run_dir(run_dir: Path) -> Run:
     summary_path = run_dir / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     monitor = config.get("monitor", "val/bleu")
+    flops_path = run_dir / "train_flops.json"
+    flops = json.loads(flops_path.read_text())["train_flops"] if flops_path.is_file() else None
     parameters = summary.get("parameters") or count_parameters(
         run_dir / "checkpoints" / "best.ckpt"
     )
@@ -146,6 +151,7 @@ def read_run_dir(run_dir: Path) -> Run:
         target_tokens_per_s=summary.get("target_tokens_per_s"),
         sentences_per_s=test.get("sentences_per_s"),
         peak_rss_mb=summary.get("peak_rss_mb"),
+        train_flops=flops,
         val_curve=read_val_curve(run_dir / "csv" / "metrics.csv", monitor),
         config=config,
         predictions=predictions_file(run_dir, Path(test["predictions"])),
@@ -304,6 +310,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             _number(row["target_tokens_per_s"]),
             _number(row["sentences_per_s"]),
             _number(row["peak_rss_mb"]),
+            _number(row["train_flops"] / 1e15, 2),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

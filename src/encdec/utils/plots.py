@@ -118,3 +118,27 @@ def pad_to_same_size(paths: list[Path]) -> None:
             canvas = Image.new("RGB", (width, height), "white")
             canvas.paste(image, (0, 0))
             canvas.save(path)
+
+
+def save_spectrograms(spectrograms: dict[str, np.ndarray], path: Path, title: str = "") -> Path:
+    """Log-mel spectrograms (M, T) one above the other on a shared time axis and one colour
+    scale, each labelled with its name (e.g. synthesized over reference). Written to ``path``."""
+    frames = max(s.shape[1] for s in spectrograms.values())
+    low = min(float(s.min()) for s in spectrograms.values())
+    high = max(float(s.max()) for s in spectrograms.values())
+    figure = Figure(
+        figsize=(min(4.0 + frames / 60, 18.0), 1.8 * len(spectrograms) + 0.6),
+        dpi=100, layout="constrained",
+    )  # fmt: skip
+    panels = figure.subplots(len(spectrograms), 1, sharex=True, squeeze=False).ravel()
+    for axes, (name, spectrogram) in zip(panels, spectrograms.items(), strict=True):
+        axes.imshow(spectrogram, origin="lower", aspect="auto", cmap="magma", vmin=low, vmax=high)
+        axes.set_xlim(0, frames)
+        axes.set_ylabel(name, fontsize=8)
+        axes.set_yticks([])
+    panels[-1].set_xlabel("10-ms frame")
+    if title:
+        panels[0].set_title(textwrap.shorten(title, 120), fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path

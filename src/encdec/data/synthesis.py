@@ -1,0 +1,84 @@
+"""``SynthesisDataModule``: text -> speech pairs for speech synthesis, from the same readers and
+batches as speech recognition (``SpeechDataModule``: a single-voice synthesized corpus, JSONL
+manifests, Hugging Face audio datasets; audio decoded in the workers, batches under a budget of
+``max_frames`` 10-ms frames, over-long training clips left out and counted, undecodable audio
+skipped from its batch).
+
+What differs: the text is the source, normalized (``normalize_for_synthesis``: NFKC, lowercase,
+whitespace collapsed; punctuation is kept, since it shapes the prosody) and read as characters
+by a joint tokenizer trained on the training texts; the waveform is the target (the network
+computes its log-mel frames itself, with the recognizer's front-end).
+"""
+
+import unicodedata
+from typing import Any
+
+import torch
+
+from encdec.data.collate import source_batch
+from encdec.data.speech import SpeechDataModule, round_up
+from encdec.data.speech_readers import Utterance
+from encdec.data.tokenization import Seq2SeqTokenizer
+from encdec.utils.errors import UserError
+
+
+def normalize_for_synthesis(text: str) -> str:
+    """The form texts are synthesized from: "A  Dog's toy-box!" -> "a dog's toy-box!"."""
+    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def collate_synthesis(
+    examples: list[dict[str, Any] | None], multiple: int = 1
+) -> dict[str, Any] | None:
+    """``source``: character ids + EOS (B, S) with ``source_mask``; ``audio``: waveforms (B, N)
+    zero-padded to a multiple of ``multiple`` samples, with ``audio_mask``; ``references``: the
+    texts; ``index``. Undecodable audio (None) is left out (None if nothing is left)."""
+    kept = [e for e in examples if e is not None]
+    if not kept:
+        return None
+    lengths = torch.tensor([len(e["audio"]) for e in kept])
+    audio = torch.zeros(len(kept), round_up(int(lengths.max()), multiple))
+    for row, example in enumerate(kept):
+        audio[row, : len(example["audio"])] = example["audio"]
+    source, source_mask = source_batch([e["target_ids"] for e in kept])  # the text's ids
+    return {
+        "source": source,
+        "source_mask": source_mask,
+        "audio": audio,
+        "audio_mask": torch.arange(audio.size(1))[None] < lengths[:, None],
+        "references": [e["reference"] for e in kept],
+        "index": torch.tensor([e["index"] for e in kept], dtype=torch.long),
+    }
+
+
+class SynthesisDataModule(SpeechDataModule):
+    """As ``SpeechDataModule``, with the text as the source (``SpeechDataset``'s token ids are
+    the text's) and the audio as the target."""
+
+    collate = staticmethod(collate_synthesis)
+
+    def __init__(self, **settings: Any) -> None:  # SpeechDataModule's
+        super().__init__(**settings)
+        self.tokenizer_settings["joint"] = True  # one character vocabulary, read as the source
+
+    def tokenizer_texts(self) -> tuple[list[str], list[str]]:
+        """The training texts, normalized: characters, one joint vocabulary."""
+        texts = [normalize_for_synthesis(u.text) for u in self.utterances("train")]
+        return texts, texts
+
+    def token_ids(self, tokenizer: Seq2SeqTokenizer, utterances: list[Utterance]) -> list:
+        """Each utterance's text, normalized for synthesis, as source ids."""
+        return tokenizer.encode_source([normalize_for_synthesis(u.text) for u in utterances])
+
+    def mel_statistics_clips(self, count: int = 200) -> list[torch.Tensor]:
+        """The waveforms of the first ``count`` training utterances that decode: what the
+        network's per-bin mel normalization is computed from."""
+        dataset = self.datasets.get("train") or self.build_dataset("train", self.load_tokenizer())
+        clips = []
+        for position in range(min(count, len(dataset))):
+            example = dataset[position]
+            if example is not None:
+                clips.append(example["audio"])
+        if not clips:
+            raise UserError("no training audio decodes: cannot normalize the spectrograms")
+        return clips

@@ -1,0 +1,83 @@
+"""Speaking raw strings with a speech synthesis network, without Lightning: text normalized as
+training read it, characters checked against the vocabulary, greedy synthesis to log-mel frames,
+Griffin-Lim to a waveform."""
+
+from pathlib import Path
+
+import torch
+
+from encdec.data.collate import source_batch
+from encdec.data.synthesis import normalize_for_synthesis
+from encdec.decoding.continuous import Synthesized
+from encdec.inference.loading import load_network
+from encdec.modules.vocoder import GriffinLim
+from encdec.networks.text_to_speech import TextToSpeech
+from encdec.utils.errors import UserError
+from encdec.utils.special_tokens import SPECIAL_TOKENS
+
+
+class Synthesizer:
+    def __init__(self, network: TextToSpeech, griffin_lim_iterations: int = 32) -> None:
+        if network.tokenizer is None:
+            raise RuntimeError("this network has no tokenizer attached (attach_tokenizer)")
+        self.network = network
+        device = next(network.parameters()).device
+        self.vocoder = GriffinLim(network.mel, griffin_lim_iterations).to(device)
+        vocabulary = network.tokenizer.source.get_vocab()
+        self.characters = {c for c in vocabulary if c not in SPECIAL_TOKENS}
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, map_location: str = "cpu", griffin_lim_iterations: int = 32
+    ) -> "Synthesizer":
+        network, _ = load_network(path, map_location)
+        if not isinstance(network, TextToSpeech):
+            raise UserError(
+                f"'{path}' holds no speech synthesizer: use python -m encdec.translate, "
+                "encdec.transcribe or encdec.caption"
+            )
+        return cls(network, griffin_lim_iterations)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.network.sample_rate
+
+    def check(self, texts: list[str]) -> list[str]:
+        """The texts normalized; a clear error for an empty text, characters the model never
+        saw in training, or a text longer than its encoder takes."""
+        normalized = [normalize_for_synthesis(t) for t in texts]
+        for number, text in enumerate(normalized):
+            if not text:
+                raise UserError(f"text {number} is empty: nothing to say")
+            unknown = sorted(set(text) - self.characters)
+            if unknown:
+                raise UserError(
+                    f"text {number} has characters the model was not trained on: "
+                    f"{' '.join(repr(c) for c in unknown)} (spell them out, or leave them out)"
+                )
+            if len(text) > self.network.max_characters:
+                raise UserError(
+                    f"text {number} has {len(text)} characters; this model reads at most "
+                    f"{self.network.max_characters} (model.net.max_characters): split it into "
+                    "sentences"
+                )
+        return normalized
+
+    @torch.no_grad()
+    def synthesize(self, texts: list[str], seed: int = 0) -> list[Synthesized]:
+        """Texts -> their log-mel spectrograms (and alignments), one batch; the pre-net's
+        inference dropout is drawn from ``seed``."""
+        network = self.network
+        was_training = network.training
+        network.eval()
+        device = next(network.parameters()).device
+        ids = network.tokenizer.encode_source(self.check(texts))
+        src, src_mask = source_batch(ids)
+        torch.manual_seed(seed)
+        results = network.synthesize(src.to(device), src_mask.to(device), keep_alignment=True)
+        network.train(was_training)
+        return results
+
+    def speak(self, texts: list[str], seed: int = 0) -> list[torch.Tensor]:
+        """Texts -> waveforms (N,) at ``sample_rate``."""
+        return [self.vocoder(result.log_mel) for result in self.synthesize(texts, seed)]
