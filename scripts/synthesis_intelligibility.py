@@ -7,14 +7,16 @@ and the reference recordings of the same sentences with a speech recognizer, and
 The split is read from the synthesizer's own training data (its checkpoint records it). Writes
 ``OUT/synthesized/<n>.wav`` with ``OUT/synthesized.jsonl`` (a manifest: ``encdec.transcribe``
 reads it), prints WER and CER of the recognizer on synthesized and on reference speech, their
-ratio, and MCD-DTW against the references (of the Griffin-Lim waveform, re-analysed, and of the
-predicted spectrogram itself), and writes them to ``OUT/intelligibility.json``.
+ratio, and MCD-DTW against the references, silence trimmed as in training (of the Griffin-Lim
+waveform, re-analysed, and of the predicted spectrogram itself), and writes them to
+``OUT/intelligibility.json``.
 """
 
 import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import soundfile
 import torch
@@ -30,14 +32,15 @@ from encdec.utils.config import instantiate
 from encdec.utils.errors import UserError, exit_on_user_error
 
 
-def split_utterances(checkpoint_path: str, split: str) -> list:
-    """The utterances of ``split`` of the synthesizer's training data."""
+def split_data(checkpoint_path: str, split: str) -> tuple[list, Any]:
+    """The utterances of ``split`` of the synthesizer's training data, and its data module
+    (which trims the references' silence as training did)."""
     data = read_checkpoint(checkpoint_path).get("data")
     if data is None:
         raise UserError(f"'{checkpoint_path}' does not record its training data")
     datamodule = instantiate(OmegaConf.create(data), "data")
     datamodule.splits["test"] = split
-    return datamodule.utterances("test")
+    return datamodule.utterances("test"), datamodule
 
 
 def score(transcripts: list[str], references: list[str]) -> dict[str, float]:
@@ -59,7 +62,8 @@ def main() -> None:
 
     synthesizer = Synthesizer.from_checkpoint(args.synthesizer)
     utterances, refused = [], []
-    for utterance in split_utterances(args.synthesizer, args.split)[: args.limit]:
+    split_utterances, datamodule = split_data(args.synthesizer, args.split)
+    for utterance in split_utterances[: args.limit]:
         try:
             synthesizer.check([utterance.text])
             utterances.append(utterance)
@@ -82,7 +86,8 @@ def main() -> None:
         for row, result in zip(rows, results, strict=True):
             wave = synthesizer.vocoder(result.log_mel)
             soundfile.write(paths[row], wave.numpy(), synthesizer.sample_rate, subtype="PCM_16")
-            reference = read_audio(utterances[row].audio, synthesizer.sample_rate)[0]
+            recorded = read_audio(utterances[row].audio, synthesizer.sample_rate)[0]
+            reference = datamodule.trimmed(recorded)  # as training saw it
             every = torch.ones(1, len(reference), dtype=torch.bool)
             reference_mel = network.log_mel(reference[None], every)[0][0]
             ours_mel = network.log_mel(wave[None], torch.ones(1, len(wave), dtype=torch.bool))[0]

@@ -53,7 +53,8 @@ def synthesizer(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_training_selects_on_val_mcd_and_writes_audio_spectrograms_and_alignments(synthesizer):
     config = OmegaConf.load(synthesizer / "config.yaml")
-    assert config.monitor == "val/mcd" and config.callbacks.model_checkpoint.mode == "min"
+    assert config.monitor == "val/loss" and config.callbacks.model_checkpoint.mode == "min"
+    assert config.report_metric == "val/mcd"  # what compare.py reports
     assert not list((synthesizer / "samples").glob("*.md"))  # no text samples for a synthesizer
     record = json.loads((synthesizer / "test_metrics.json").read_text())
     assert {"test/mcd", "test/length_ratio", "test/loss"} <= set(record["metrics"])

@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy.fft import idct
 
+from encdec.data.audio import trim_silence
 from encdec.data.speech_corpus import Speaker, plan
 from encdec.metrics.mel_cepstral_distortion import (
     DB_FACTOR,
@@ -268,3 +269,14 @@ def test_shards_of_one_voice_say_distinct_sentences(tmp_path):
     assert len(said) == len(set(said)) == 10  # 4 + 4 + 2: every sentence once
     assert [row["text"] for row in manifests["train"]] == said
     assert [len(job[1]) for job in jobs] == [4, 4, 2]
+
+
+def test_leading_and_trailing_silence_is_trimmed_with_a_margin():
+    tone, _ = tones([500.0], [0.5])
+    wave = torch.cat([torch.zeros(4800), tone[0], torch.zeros(8000)])  # 0.3 s + 0.5 s + 0.5 s
+    trimmed = trim_silence(wave, SAMPLE_RATE, below_peak_db=40.0, margin_s=0.05)
+    seconds = len(trimmed) / SAMPLE_RATE
+    assert 0.5 <= seconds <= 0.5 + 2 * (0.05 + 0.025) + 0.01  # tone, margins, edge windows
+    assert trimmed.abs().max() == wave.abs().max()
+    silence = torch.zeros(16000)
+    assert torch.equal(trim_silence(silence, SAMPLE_RATE), silence)  # nothing loud: kept whole

@@ -65,6 +65,7 @@ class SynthesisSamples(FirstValidationRows):
                     result.alignment.T.float().cpu().numpy(),
                     None, labels, run_dir / "alignment" / f"step{step}_{i}.png",
                     f"step {step} example {i}: characters x decoder steps",
+                    ("character", f"decoder step ({net.frames_per_step} frames each)"),
                 ))  # fmt: skip
         pad_to_same_size(spectrograms)
         pad_to_same_size(alignments)

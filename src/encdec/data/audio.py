@@ -70,3 +70,23 @@ def resample(
     blocks = F.conv1d(signal, kernels[:, None], stride=p)  # (B, q, blocks)
     out = blocks.transpose(1, 2).reshape(len(signal), -1)[:, : math.ceil(q * length / p)]
     return out.to(wave.dtype).reshape(*shape, -1)
+
+
+def trim_silence(
+    wave: torch.Tensor, sample_rate: int, below_peak_db: float = 40.0, margin_s: float = 0.05
+) -> torch.Tensor:
+    """``wave`` (N,) without its leading and trailing silence: the 25-ms windows (every 10 ms)
+    whose RMS is more than ``below_peak_db`` under the loudest window's are silence, and
+    ``margin_s`` seconds are kept beyond the first and last loud ones. Audio without a loud
+    window (or shorter than one) comes back whole."""
+    window, hop = round(0.025 * sample_rate), round(0.010 * sample_rate)
+    if len(wave) < window:
+        return wave
+    rms = wave.unfold(0, window, hop).square().mean(1).sqrt()  # (T,)
+    loud = (rms > rms.max() * 10 ** (-below_peak_db / 20)).nonzero().flatten()
+    if not len(loud):
+        return wave
+    margin = round(margin_s * sample_rate)
+    start = max(int(loud[0]) * hop - margin, 0)
+    end = min(int(loud[-1]) * hop + window + margin, len(wave))
+    return wave[start:end]

@@ -7,7 +7,8 @@ skipped from its batch).
 What differs: the text is the source, normalized (``normalize_for_synthesis``: NFKC, lowercase,
 whitespace collapsed; punctuation is kept, since it shapes the prosody) and read as characters
 by a joint tokenizer trained on the training texts; the waveform is the target (the network
-computes its log-mel frames itself, with the recognizer's front-end).
+computes its log-mel frames itself, with the recognizer's front-end), its leading and trailing
+silence trimmed.
 """
 
 import unicodedata
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from encdec.data.audio import trim_silence
 from encdec.data.collate import source_batch
 from encdec.data.speech import SpeechDataModule, round_up
 from encdec.data.speech_readers import Utterance
@@ -53,13 +55,25 @@ def collate_synthesis(
 
 class SynthesisDataModule(SpeechDataModule):
     """As ``SpeechDataModule``, with the text as the source (``SpeechDataset``'s token ids are
-    the text's) and the audio as the target."""
+    the text's) and the audio as the target, its leading and trailing silence trimmed
+    (``trim_silence_db``: windows that far under the loudest are silence; null: keep it): what
+    the model learns to say, and what synthesis is scored against."""
 
-    collate = staticmethod(collate_synthesis)
-
-    def __init__(self, **settings: Any) -> None:  # SpeechDataModule's
-        super().__init__(**settings)
+    def __init__(self, trim_silence_db: float | None = 40.0, **settings: Any) -> None:
+        super().__init__(**settings)  # SpeechDataModule's settings
         self.tokenizer_settings["joint"] = True  # one character vocabulary, read as the source
+        self.trim_silence_db = trim_silence_db
+
+    def trimmed(self, wave: torch.Tensor) -> torch.Tensor:
+        if self.trim_silence_db is None:
+            return wave
+        return trim_silence(wave, self.sample_rate, self.trim_silence_db)
+
+    def collate(
+        self, examples: list[dict[str, Any] | None], multiple: int = 1
+    ) -> dict[str, Any] | None:
+        trimmed = [e if e is None else {**e, "audio": self.trimmed(e["audio"])} for e in examples]
+        return collate_synthesis(trimmed, multiple)
 
     def tokenizer_texts(self) -> tuple[list[str], list[str]]:
         """The training texts, normalized: characters, one joint vocabulary."""
@@ -78,7 +92,7 @@ class SynthesisDataModule(SpeechDataModule):
         for position in range(min(count, len(dataset))):
             example = dataset[position]
             if example is not None:
-                clips.append(example["audio"])
+                clips.append(self.trimmed(example["audio"]))
         if not clips:
             raise UserError("no training audio decodes: cannot normalize the spectrograms")
         return clips

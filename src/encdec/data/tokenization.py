@@ -379,5 +379,9 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def token_text(tokenizer: Tokenizer, token_id: int) -> str:
-    """One token as text (a byte-level BPE piece decoded, special tokens as they are)."""
-    return tokenizer.decode([token_id], skip_special_tokens=False).strip() or repr(token_id)
+    """One token as text (a byte-level BPE piece decoded, special tokens as they are, a space
+    character as "␣")."""
+    text = tokenizer.decode([token_id], skip_special_tokens=False)
+    if text and text.isspace():
+        return "␣"
+    return text.strip() or repr(token_id)

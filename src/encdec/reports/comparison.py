@@ -47,7 +47,7 @@ class Run:
     sentences_per_s: float | None = None
     peak_rss_mb: float | None = None
     train_flops: float | None = None  # counted where the run had callbacks=flops
-    val_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, monitored value)
+    val_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, reported val value)
     config: dict[str, Any] = field(default_factory=dict)
     predictions: Path | None = None
 
@@ -97,6 +97,12 @@ def decoding_suffix(config: dict[str, Any]) -> str:
     return DecodingConfig().updated(config.get("decoding", {})).suffix
 
 
+def reported(config: dict[str, Any]) -> str:
+    """The val metric whose test value a run is compared by: ``report_metric`` (the monitor,
+    unless the task names another: speech synthesis selects on its loss, reports MCD)."""
+    return config.get("report_metric") or config.get("monitor", "val/bleu")
+
+
 def read_val_curve(csv_path: Path, monitor: str) -> list[tuple[int, float]]:
     if not csv_path.is_file():
         return []
@@ -133,7 +139,6 @@ def read_run_dir(run_dir: Path) -> Run:
     test = json.loads(test_path.read_text())
     summary_path = run_dir / "train_summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    monitor = config.get("monitor", "val/bleu")
     flops_path = run_dir / "train_flops.json"
     flops = json.loads(flops_path.read_text())["train_flops"] if flops_path.is_file() else None
     parameters = summary.get("parameters") or count_parameters(
@@ -144,7 +149,7 @@ def read_run_dir(run_dir: Path) -> Run:
         family=family_of(config),
         data=data_of(config),
         seed=int(config.get("seed", 0)),
-        quality_metric=f"test/{monitor.split('/', 1)[1]}{suffix}",
+        quality_metric=f"test/{reported(config).split('/', 1)[1]}{suffix}",
         metrics=test["metrics"],
         parameters=parameters,
         train_wall_seconds=summary.get("fit_wall_seconds"),
@@ -152,7 +157,7 @@ def read_run_dir(run_dir: Path) -> Run:
         sentences_per_s=test.get("sentences_per_s"),
         peak_rss_mb=summary.get("peak_rss_mb"),
         train_flops=flops,
-        val_curve=read_val_curve(run_dir / "csv" / "metrics.csv", monitor),
+        val_curve=read_val_curve(run_dir / "csv" / "metrics.csv", reported(config)),
         config=config,
         predictions=predictions_file(run_dir, Path(test["predictions"])),
     )
@@ -178,13 +183,12 @@ def read_wandb_group(group: str, project: str, entity: str | None = None) -> lis
     runs = []
     for wandb_run in wandb.Api().runs(path, filters={"group": group}):
         config, summary = dict(wandb_run.config), dict(wandb_run.summary)
-        monitor = config.get("monitor", "val/bleu")
         suffix = decoding_suffix(config)
         metrics = {k: float(v) for k, v in summary.items() if k.startswith("test/")}
-        quality_metric = f"test/{monitor.split('/', 1)[1]}{suffix}"
+        quality_metric = f"test/{reported(config).split('/', 1)[1]}{suffix}"
         if quality_metric not in metrics:
             continue  # not finished
-        history = wandb_run.history(keys=["trainer/global_step", monitor], pandas=False)
+        history = wandb_run.history(keys=["trainer/global_step", reported(config)], pandas=False)
         runs.append(
             Run(
                 name=wandb_run.name,
@@ -196,7 +200,9 @@ def read_wandb_group(group: str, project: str, entity: str | None = None) -> lis
                 parameters=total_parameters(config.get("parameters")),
                 train_wall_seconds=summary.get("_runtime"),
                 target_tokens_per_s=summary.get("train/target_tokens_per_s"),
-                val_curve=[(int(r["trainer/global_step"]), float(r[monitor])) for r in history],
+                val_curve=[
+                    (int(r["trainer/global_step"]), float(r[reported(config)])) for r in history
+                ],
                 config=config,
             )
         )
@@ -359,7 +365,7 @@ def plot(runs: list[Run], out_dir: Path) -> list[Path]:
             if x_of is not None and name == "quality_vs_params":
                 axis.set_xscale("log")
             axis.grid(alpha=0.3)
-        metric = runs[0].quality_metric if x_of else runs[0].config.get("monitor", "val")
+        metric = runs[0].quality_metric if x_of else reported(runs[0].config)
         axes[0][0].set_ylabel(metric)
         axes[0][0].legend(fontsize=8)
         figure.tight_layout()

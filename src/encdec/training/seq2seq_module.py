@@ -303,6 +303,11 @@ class Seq2SeqModule(L.LightningModule):
         text.reset()
         return {k: float(v) for k, v in values.items()}
 
+    def tracked_metrics(self) -> tuple[str, ...]:
+        """The val metrics whose best value is kept (``val/<name>_best``; one may be the
+        monitor): the decoded metric's, each better in its direction."""
+        return self.val_text.names
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             self.val_teacher_forced.reset()
@@ -310,7 +315,7 @@ class Seq2SeqModule(L.LightningModule):
             return
         values = self._log_epoch("val", self.val_teacher_forced, self.val_text, "")
         better = max if self.val_text.higher_is_better else min  # BLEU up, WER down
-        for name in self.val_text.names:
+        for name in self.tracked_metrics():
             worst = -math.inf if self.val_text.higher_is_better else math.inf
             best = better(values[f"val/{name}"], self.best_val.get(name, worst))
             self.best_val[name] = best

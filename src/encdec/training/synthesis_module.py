@@ -10,7 +10,9 @@ against time is penalized by 1 - exp(-(s/S - t/T)^2 / 2 sigma^2), which makes a 
 align in minutes.
 
 Validation and test synthesize greedily (until the stop token) and score MCD-DTW against the
-reference recordings (``metrics.mel_cepstral_distortion``): ``val/mcd`` selects checkpoints.
+reference recordings (``metrics.mel_cepstral_distortion``) beside the teacher-forced loss;
+``val/loss`` selects checkpoints (MCD-DTW does not see length: a model that never stops can
+score lower than one that does).
 The network's per-bin mel normalization is computed from the training data when a fit starts.
 """
 
@@ -163,6 +165,12 @@ class SynthesisModule(Seq2SeqModule):
         ):
             ending = "stop token" if result.stopped else "frame limit"
             self.test_predictions[index] = f"{text}\t{len(result.log_mel)} frames ({ending})"
+
+    def tracked_metrics(self) -> tuple[str, ...]:
+        """MCD and the teacher-forced loss (both lower-is-better): the loss selects checkpoints
+        (task/synthesis.yaml), since MCD-DTW does not see length, and an early model that never
+        stops can score a lower MCD than a later one that does."""
+        return (*self.val_text.names, "loss")
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

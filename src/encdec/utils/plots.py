@@ -15,10 +15,12 @@ def save_attention_heatmap(
     target_labels: list[str],
     path: Path,
     title: str = "",
+    axis_labels: tuple[str, str] | None = None,
 ) -> Path:
     """Plot attention ``weights`` (T, S): one row per output token (``target_labels``), one
     column per source token (``source_labels``; None: numbered positions, such as the cells of
-    an image grid); write it to ``path`` (PNG) and return the path."""
+    an image grid); write it to ``path`` (PNG) and return the path. ``axis_labels``: (rows,
+    columns) names other than output and source."""
     steps, positions = weights.shape
     if len(target_labels) != steps or (source_labels and len(source_labels) != positions):
         raise ValueError(
@@ -37,6 +39,9 @@ def save_attention_heatmap(
         axes.set_xlabel("source")
     else:
         axes.set_xlabel("source position (image: grid cell)")
+    if axis_labels:
+        axes.set_ylabel(axis_labels[0])
+        axes.set_xlabel(axis_labels[1])
     if title:
         axes.set_title(title, fontsize=9)
     figure.colorbar(image, ax=axes, fraction=0.05)
