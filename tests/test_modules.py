@@ -77,7 +77,7 @@ def test_rnn_attention_weights_sum_to_one_and_skip_padding(kind):
 def test_attention_builders_reject_unknown_kinds():
     assert isinstance(build_rnn_attention("bahdanau", 4, 6), BahdanauAttention)
     assert isinstance(build_rnn_attention("general", 4, 6), LuongAttention)
-    with pytest.raises(ValueError, match="choose bahdanau, dot or general"):
+    with pytest.raises(ValueError, match="choose bahdanau, location, dot or general"):
         build_rnn_attention("cosine", 4, 4)
     with pytest.raises(ValueError, match="query_size == key_size"):
         build_rnn_attention("dot", 4, 6)
