@@ -144,8 +144,8 @@ class SynthesisModule(Seq2SeqModule):
         started = time.perf_counter()
         synthesized = self.net.synthesize(src, src_mask)
         seconds = time.perf_counter() - started
-        log_mel, frame_mask = self.net.log_mel(batch["audio"], batch["audio_mask"])
-        references = [log_mel[row][frame_mask[row]] for row in range(log_mel.size(0))]
+        log_mel = self.net.denormalize(output.target)  # the teacher-forced pass's reference
+        references = [log_mel[row][output.frame_mask[row]] for row in range(log_mel.size(0))]
         metric.update([s.log_mel for s in synthesized], references)
         return synthesized, seconds
 
