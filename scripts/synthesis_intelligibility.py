@@ -7,8 +7,10 @@ and the reference recordings of the same sentences with a speech recognizer, and
 The split is read from the synthesizer's own training data (its checkpoint records it). Writes
 ``OUT/synthesized/<n>.wav`` with ``OUT/synthesized.jsonl`` (a manifest: ``encdec.transcribe``
 reads it), prints WER and CER of the recognizer on synthesized and on reference speech, their
-ratio, and MCD-DTW against the references, silence trimmed as in training (of the Griffin-Lim
-waveform, re-analysed, and of the predicted spectrogram itself), and writes them to
+ratio, its WER and CER on the references' own log-mel through the same Griffin-Lim
+(``OUT/vocoded_reference/``: what the vocoder alone costs, the synthesizer's ceiling), and
+MCD-DTW against the references, silence trimmed as in training (of the Griffin-Lim waveform,
+re-analysed, and of the predicted spectrogram itself), and writes them to
 ``OUT/intelligibility.json``.
 """
 
@@ -58,9 +60,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="the first N utterances only")
     parser.add_argument("--batch-size", type=int, default=16, help="texts synthesized together")
     parser.add_argument("--out", default="intelligibility", help="directory for the results")
+    parser.add_argument(
+        "--griffin-lim-iterations", type=int, default=32, help="the vocoder's iterations"
+    )
     args = parser.parse_args()
 
-    synthesizer = Synthesizer.from_checkpoint(args.synthesizer)
+    synthesizer = Synthesizer.from_checkpoint(
+        args.synthesizer, griffin_lim_iterations=args.griffin_lim_iterations
+    )
     utterances, refused = [], []
     split_utterances, datamodule = split_data(args.synthesizer, args.split)
     for utterance in split_utterances[: args.limit]:
@@ -75,8 +82,10 @@ def main() -> None:
         raise UserError(f"no sentence of '{args.split}' left to synthesize")
     texts = [u.text for u in utterances]
     out = Path(args.out)
-    (out / "synthesized").mkdir(parents=True, exist_ok=True)
+    for folder in ("synthesized", "vocoded_reference"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
     paths = [out / "synthesized" / f"{n}.wav" for n in range(len(texts))]
+    vocoded_paths = [out / "vocoded_reference" / f"{n}.wav" for n in range(len(texts))]
     vocoded, predicted = MelCepstralDistortion(), MelCepstralDistortion()
     network, started, stopped = synthesizer.network, time.perf_counter(), 0
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -90,6 +99,10 @@ def main() -> None:
             reference = datamodule.trimmed(recorded)  # as training saw it
             every = torch.ones(1, len(reference), dtype=torch.bool)
             reference_mel = network.log_mel(reference[None], every)[0][0]
+            analysed = synthesizer.vocoder(reference_mel)  # the vocoder's own loss
+            soundfile.write(
+                vocoded_paths[row], analysed.numpy(), synthesizer.sample_rate, subtype="PCM_16"
+            )
             ours_mel = network.log_mel(wave[None], torch.ones(1, len(wave), dtype=torch.bool))[0]
             vocoded.update([ours_mel[0]], [reference_mel])
             predicted.update([result.log_mel], [reference_mel])
@@ -104,6 +117,7 @@ def main() -> None:
     transcriber = Transcriber.from_checkpoint(args.recognizer)
     on_synthesized = score(transcriber.transcribe_files(paths), texts)
     on_reference = score(transcriber.transcribe_files([u.audio for u in utterances]), texts)
+    on_vocoded_reference = score(transcriber.transcribe_files(vocoded_paths), texts)
     result = {
         "utterances": len(texts),
         "left_out": len(refused),
@@ -112,6 +126,8 @@ def main() -> None:
         "recognizer": args.recognizer,
         "synthesized": on_synthesized,
         "reference": on_reference,
+        "vocoded_reference": on_vocoded_reference,
+        "griffin_lim_iterations": args.griffin_lim_iterations,
         "cer_ratio": on_synthesized["cer"] / max(on_reference["cer"], 1e-9),
         "mcd_vocoded": float(vocoded.compute()["mcd"]),
         "mcd_predicted": float(predicted.compute()["mcd"]),
@@ -122,8 +138,8 @@ def main() -> None:
     }
     (out / "intelligibility.json").write_text(json.dumps(result, indent=2))
     print(f"{len(texts)} utterances of '{args.split}'")
-    for name in ("synthesized", "reference"):
-        print(f"{name:>12}: WER {result[name]['wer']:.2f} %  CER {result[name]['cer']:.2f} %")
+    for name in ("synthesized", "reference", "vocoded_reference"):
+        print(f"{name:>17}: WER {result[name]['wer']:.2f} %  CER {result[name]['cer']:.2f} %")
     print(f"CER ratio (synthesized / reference): {result['cer_ratio']:.2f}")
     print(f"MCD-DTW: {result['mcd_vocoded']:.2f} dB (Griffin-Lim waveform), "
           f"{result['mcd_predicted']:.2f} dB (predicted spectrogram)")  # fmt: skip

@@ -21,6 +21,7 @@ from tests.conftest import (
     model_config,
     random_batch,
 )
+from tests.pretrained_directories import save_pretrained
 from tests.test_entry_points import _cli, train_and_translate
 
 TINY = {"t5": HF_T5_SIZES, "bart": HF_BART_SIZES, "gpt2": HF_GPT2_SIZES}
@@ -67,18 +68,21 @@ def test_pretrained_models_it_cannot_use_are_one_clear_error(tmp_path):
 
 
 def test_a_transformers_model_trains_tests_and_translates_through_the_entry_points(tmp_path):
-    """T5 through the CLI (GPT-2 and BART take the same paths: the generic tests above)."""
-    family, run = "t5", tmp_path / "run"
+    """A pretrained T5 with its own tokenizer (T5's special ids, renumbered to the project's on
+    both sides) through the CLI; without data.tokenizer.pretrained, one line says to add it.
+    (Built from a config, GPT-2 and BART take the same paths: the generic tests above.)"""
+    pretrained, run = save_pretrained("t5", tmp_path / "t5"), tmp_path / "run"
     overrides = [
-        f"model={family}",
-        *TINY[family],
-        "data.tokenizer.joint=true",
+        "model=t5",
+        f"model.net.pretrained={pretrained}",
+        f"data.tokenizer.pretrained={pretrained}",
         "decoding.beam_size=2",
     ]
     train_and_translate(run, overrides, ["jump twice", "look"])
     assert (run / "predictions" / "test_beam2.txt").is_file()
-    separate = _cli(
-        "encdec.train", f"model={family}", *TINY[family], *FAST, f"hydra.run.dir={run}2"
+    without = _cli(
+        "encdec.train", *overrides[:2], "data.tokenizer.joint=true", *FAST, f"hydra.run.dir={run}2"
     )
-    assert separate.returncode != 0
-    assert "data.tokenizer.joint=true" in separate.stderr.strip().splitlines()[-1]
+    assert without.returncode != 0
+    last_line = without.stderr.strip().splitlines()[-1]
+    assert f"read the data with its tokenizer, data.tokenizer.pretrained={pretrained}" in last_line

@@ -48,16 +48,21 @@ def cli(module: str, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A tiny recognizer trained for two epochs by ``encdec.train``: its run dir."""
-    base = tmp_path_factory.mktemp("speech")
+def trained_run(base: Path, overrides: list[str]) -> Path:
+    """``encdec.train`` with ``overrides`` into ``base/run`` (its corpus cached in
+    ``base/cache``): the run dir."""
     result = cli(
-        "encdec.train", *TINY_SPEECH, f"hydra.run.dir={base / 'run'}",
+        "encdec.train", *overrides, f"hydra.run.dir={base / 'run'}",
         f"paths.cache_dir={base / 'cache'}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return base / "run"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny recognizer trained for two epochs by ``encdec.train``: its run dir."""
+    return trained_run(tmp_path_factory.mktemp("speech"), TINY_SPEECH)
 
 
 @pytest.mark.slow

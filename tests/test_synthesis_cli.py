@@ -11,7 +11,7 @@ import pytest
 import soundfile
 from omegaconf import OmegaConf
 
-from tests.test_speech_cli import TINY_RECOGNIZER, cli
+from tests.test_speech_cli import TINY_RECOGNIZER, cli, trained_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CORPUS = [
@@ -41,13 +41,7 @@ TINY_SYNTHESIS = [
 @pytest.fixture(scope="module")
 def synthesizer(tmp_path_factory) -> Path:
     """A tiny Tacotron trained for two epochs by ``encdec.train``: its run dir."""
-    base = tmp_path_factory.mktemp("synthesis")
-    result = cli(
-        "encdec.train", *TINY_SYNTHESIS, f"hydra.run.dir={base / 'run'}",
-        f"paths.cache_dir={base / 'cache'}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return base / "run"
+    return trained_run(tmp_path_factory.mktemp("synthesis"), TINY_SYNTHESIS)
 
 
 @pytest.mark.slow
@@ -134,10 +128,11 @@ def test_a_recognizer_judges_the_synthesized_speech(synthesizer, tmp_path):
     record = json.loads((tmp_path / "judged" / "intelligibility.json").read_text())
     # a test sentence with a character the 12 training sentences lack is left out, and counted
     assert record["utterances"] + record["left_out"] == 3 and record["split"] == "test"
-    for name in ("synthesized", "reference"):
+    for name in ("synthesized", "reference", "vocoded_reference"):
         assert set(record[name]) == {"wer", "cer"}
     assert record["mcd_vocoded"] > 0 and record["mcd_predicted"] > 0
     manifest = (tmp_path / "judged" / "synthesized.jsonl").read_text().splitlines()
     assert len(manifest) == record["utterances"] > 0
     assert (tmp_path / "judged" / "synthesized" / "0.wav").is_file()
+    assert (tmp_path / "judged" / "vocoded_reference" / "0.wav").is_file()
     assert "CER ratio (synthesized / reference)" in result.stdout

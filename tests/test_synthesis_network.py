@@ -127,13 +127,23 @@ def test_losses_of_a_batch_and_the_guided_attention_penalty():
     assert guided_attention_loss(anti, every, every, 0.2).item() == pytest.approx(expected_anti)
 
 
-def test_the_transformer_has_no_attention_for_the_guided_loss():
-    module = tiny_synthesizer("transformer_tts", "model.guided_attention_weight=1.0")
+def test_the_transformers_guided_heads_give_the_guided_loss_its_attention():
     src, src_mask = random_batch()
     audio, audio_mask = tones([300, 500, 700, 900], [0.3, 0.2, 0.25, 0.15])
+    module = tiny_synthesizer("transformer_tts", "model.net.decoder.guided_heads=1")
     output = module.net.teacher_forced(src, src_mask, audio, audio_mask)
-    with pytest.raises(UserError, match="guided_attention_weight"):
-        module.synthesis_losses(output, src_mask)
+    assert output.attention.shape == (4, output.step_mask.size(1), src.size(1))
+    torch.testing.assert_close(output.attention.sum(-1), torch.ones(output.attention.shape[:2]))
+    assert (output.attention[~src_mask[:, None].expand_as(output.attention)] == 0).all()
+    cross_attention = module.net.decoder.layers[-1].cross_attention
+    assert not cross_attention.keep_weights and cross_attention.weights is None  # SDPA again
+    losses = module.synthesis_losses(output, src_mask)
+    losses["guided_attention"].backward()  # the guided head's queries and keys learn from it
+    assert cross_attention.query_proj.weight.grad.abs().sum() > 0
+    unguided = tiny_synthesizer("transformer_tts", "model.net.decoder.guided_heads=0")
+    output = unguided.net.teacher_forced(src, src_mask, audio, audio_mask)
+    with pytest.raises(UserError, match="model.net.decoder.guided_heads > 0"):
+        unguided.synthesis_losses(output, src_mask)
 
 
 @pytest.mark.parametrize(("bias", "stopped"), [(50.0, True), (-50.0, False)])

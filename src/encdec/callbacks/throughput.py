@@ -1,6 +1,7 @@
 """Training throughput: target tokens/s and source+target tokens/s, logged and summarised
 (speech recognition: target tokens/s and 10-ms input frames/s, ``train/frames_per_s``; speech
-synthesis: its target's 10-ms frames count as target tokens).
+synthesis: its target's 10-ms frames count as target tokens). The module says what a batch
+holds (``batch_units``).
 
 Only time inside training batches counts (forward, backward, optimizer step), so validation
 does not dilute the figure; the summary also records the whole fit's wall time. Under DDP the
@@ -16,8 +17,6 @@ from typing import Any
 import lightning as L
 import torch
 
-from encdec.data.tokenization import PAD_ID
-
 
 class ThroughputMonitor(L.Callback):
     def __init__(self, log_every_n_steps: int = 50) -> None:
@@ -28,18 +27,12 @@ class ThroughputMonitor(L.Callback):
         self.window_tokens: torch.Tensor | None = None  # (target, source) on device: no sync
         self.total_tokens = torch.zeros(2, dtype=torch.long)
         self.parameters = 0
-        self.samples_per_frame = 0  # speech: audio samples per 10-ms frame; 0 for text
-        self.target_samples_per_frame = 0  # speech synthesis: the same, of the target audio
+        self.audio_source = False  # speech recognition: the source is counted in frames
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_start = time.perf_counter()
         self.parameters = sum(p.numel() for p in pl_module.parameters())
-        frontend = getattr(getattr(pl_module, "net", None), "frontend", None)
-        if frontend is not None:
-            self.samples_per_frame = frontend.log_mel.hop_length
-        target_mel = getattr(getattr(pl_module, "net", None), "mel", None)
-        if target_mel is not None:
-            self.target_samples_per_frame = target_mel.hop_length
+        self.audio_source = pl_module.net.frontend is not None
 
     def on_train_batch_start(
         self,
@@ -60,18 +53,7 @@ class ThroughputMonitor(L.Callback):
     ) -> None:
         if batch is None:  # a captioning batch whose images all failed to decode: skipped
             return
-        if self.target_samples_per_frame:  # speech synthesis: the target audio's frames
-            target_tokens = batch["audio_mask"].sum() // self.target_samples_per_frame
-        else:
-            target_tokens = (batch["target_out"] != PAD_ID).sum()
-        source_tokens = (  # a captioning batch has images, not source tokens
-            batch["source_mask"].sum()
-            if "source_mask" in batch
-            else torch.zeros_like(target_tokens)
-        )
-        if self.samples_per_frame:  # speech: the source's samples counted as 10-ms frames
-            source_tokens = source_tokens // self.samples_per_frame
-        tokens = torch.stack([target_tokens, source_tokens])
+        tokens = pl_module.batch_units(batch)  # (target, source)
         self.window_tokens = tokens if self.window_tokens is None else self.window_tokens + tokens
         self.window_seconds += time.perf_counter() - self.batch_start
         if (batch_idx + 1) % self.log_every_n_steps == 0:
@@ -129,7 +111,7 @@ class ThroughputMonitor(L.Callback):
 
     def _source_rate(self, target: int, source: int, seconds: float, prefix: str = "") -> dict:
         """Source + target tokens/s, or for speech input frames/s."""
-        if self.samples_per_frame:
+        if self.audio_source:
             return {f"{prefix}frames_per_s": source / seconds}
         return {f"{prefix}tokens_per_s": (target + source) / seconds}
 

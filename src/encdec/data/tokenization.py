@@ -43,6 +43,7 @@ from tokenizers import (
 )
 
 from encdec.utils.errors import UserError
+from encdec.utils.pretrained_vocabulary import load_pretrained_vocabulary, reordered_tokenizer_json
 from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
 
 PAD, UNK, BOS, EOS = SPECIAL_TOKENS  # trainers give them ids 0..3 in this order
@@ -224,11 +225,14 @@ def load_or_train_tokenizer(
     max_pairs: int | None = None,
     corpus_key: str | None = None,
     source_pretrained: str | None = None,
+    pretrained: str | None = None,
 ) -> Seq2SeqTokenizer:
     """The cached tokenizer for this corpus and these settings, trained on a cache miss;
     ``source_texts=None``: a target tokenizer only (captioning); ``source_pretrained``: a
     directory whose ``tokenizer.json`` (a pretrained encoder's) is the source side, the target
-    side trained. With ``max_pairs`` it is
+    side trained; ``pretrained``: a pretrained model's (hub id or directory) tokenizer reads
+    both sides, renumbered to this project's special ids (``utils.pretrained_vocabulary``, as
+    the network renumbers the model's rows). With ``max_pairs`` it is
     trained on a seeded uniform sample of that many pairs (``sample_pairs``), so a corpus of
     any size trains it in bounded memory and time.
 
@@ -237,6 +241,15 @@ def load_or_train_tokenizer(
     texts may be lazy iterables, read only on a cache miss. A lock file serializes parallel
     jobs, so a tokenizer is trained once and never read half-written.
     """
+    if pretrained is not None:
+        if source_pretrained is not None:
+            raise UserError(
+                "data.tokenizer.pretrained reads both sides: leave "
+                "data.tokenizer.source_pretrained null"
+            )
+        backend, order = load_pretrained_vocabulary(pretrained, "data.tokenizer.pretrained")
+        shared = Tokenizer.from_str(reordered_tokenizer_json(backend.to_str(), order))
+        return Seq2SeqTokenizer(shared, shared)
     if source_pretrained is not None:
         if joint:
             raise UserError(

@@ -221,7 +221,10 @@ class TransformerDecoder(LayerStack, Decoder):
     """Causal self-attention over the target prefix (KV-cached when stepping) and
     cross-attention over the encoder states, projected to ``dim`` (Linear + LayerNorm) where
     ``project_memory`` says so (null: where the encoder's size differs). Target embeddings of
-    another size than ``dim`` are projected to it."""
+    another size than ``dim`` are projected to it. ``guided_heads`` > 0: teacher forcing also
+    returns the mean of the last layer's first ``guided_heads`` cross-attention heads, which a
+    guided-attention loss pulls toward the diagonal (speech synthesis; the other heads stay
+    free, as ESPnet's Transformer TTS guides some heads)."""
 
     layer_class = DecoderLayer
 
@@ -240,7 +243,10 @@ class TransformerDecoder(LayerStack, Decoder):
         max_positions: int = 1024,
         norm_first: bool = True,
         project_memory: bool | None = None,
+        guided_heads: int = 0,
     ) -> None:
+        if not 0 <= guided_heads <= num_heads:
+            raise ValueError(f"guided_heads {guided_heads} is not within 0..num_heads {num_heads}")
         project = memory_size != dim if project_memory is None else project_memory
         memory_projection = (
             nn.Sequential(nn.Linear(memory_size, dim), nn.LayerNorm(dim)) if project else None
@@ -252,6 +258,7 @@ class TransformerDecoder(LayerStack, Decoder):
         self.memory_projection = memory_projection
         self.embedding = embedding
         self.num_heads, self.dim = num_heads, dim
+        self.guided_heads = guided_heads
         self.output_size = dim
         self.max_output_length = max_positions - 1  # BOS takes position 0
 
@@ -281,9 +288,24 @@ class TransformerDecoder(LayerStack, Decoder):
             new_kv.append(kv)
         return self.final_norm(x), TransformerState(new_kv, offset + tgt_in.size(1))
 
-    def forward(self, tgt_in: torch.Tensor, memory: TransformerMemory) -> tuple[torch.Tensor, None]:
-        # tgt_in: (B, T) -> features (B, T, D); attention is not kept in training
-        return self._run(tgt_in, memory, None)[0], None
+    def forward(
+        self, tgt_in: torch.Tensor, memory: TransformerMemory
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # tgt_in: (B, T) -> features (B, T, D), and with guided_heads the mean of the last
+        # layer's first guided_heads cross-attention heads (B, T, S), for a loss to guide
+        if not self.guided_heads:
+            return self._run(tgt_in, memory, None)[0], None  # SDPA: no weights materialized
+        cross_attention = self.layers[-1].cross_attention
+        kept = cross_attention.keep_weights
+        cross_attention.keep_weights = True
+        try:
+            features = self._run(tgt_in, memory, None)[0]
+            weights = cross_attention.weights[:, : self.guided_heads].mean(dim=1)
+        finally:
+            cross_attention.keep_weights = kept
+            if not kept:
+                cross_attention.weights = None
+        return features, weights
 
     def step(
         self, prev_tokens: torch.Tensor, state: TransformerState, memory: TransformerMemory

@@ -6,7 +6,10 @@ and decoded by the same search as every network: an encoder-decoder (T5, BART:
 ``GPT2Config``): the network gives it this project's vocabulary size and special token ids and
 builds the model (the class follows from the config, as ``AutoModel*.from_config`` picks it).
 ``pretrained`` (a hub id, or a directory written by ``save_pretrained``) loads a model and its
-weights instead; its vocabulary must be the tokenizer's. A checkpoint keeps the loaded model's
+weights instead. Where it comes with its own tokenizer, its vocabulary is renumbered so that its
+special tokens have this project's ids (``utils.pretrained_vocabulary``; the data reads it with
+``data.tokenizer.pretrained``, the same renumbering); a model saved alone must have the
+tokenizer's vocabulary. A checkpoint keeps the loaded model's
 architecture (``config_node``), so it loads without the pretrained directory.
 
 Caches are ``transformers``' own: a state's ``reorder`` reorders its cache in place (search
@@ -22,6 +25,7 @@ import torch
 
 from encdec.networks.network import Network, TeacherForced
 from encdec.utils.errors import UserError
+from encdec.utils.pretrained_vocabulary import VocabularyOrder, pretrained_vocabulary_order
 from encdec.utils.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 UNLIMITED = 1 << 30  # relative positions (T5): no length limit of the model's own
@@ -78,19 +82,27 @@ def build_model(
     pretrained: str | None,
     vocab_size: int,
 ) -> Any:
-    """A ``transformers`` model: ``pretrained`` loaded, or built from ``config`` for this
-    project's vocabulary and special token ids."""
+    """A ``transformers`` model: ``pretrained`` loaded (its vocabulary renumbered to this
+    project's special ids where it comes with its own tokenizer), or built from ``config`` for
+    this project's vocabulary and special token ids."""
     if pretrained is not None:
         try:
             model = auto_class.from_pretrained(pretrained)
         except OSError as error:
             first_line = str(error).strip().splitlines()[0]
             raise UserError(f"model.net.pretrained={pretrained}: {first_line}") from None
+        order = pretrained_vocabulary_order(pretrained)
+        if order is not None and not order.is_identity:
+            renumber_vocabulary(model, order)
         if model.config.vocab_size != vocab_size:
+            advice = (
+                f"read the data with its tokenizer, data.tokenizer.pretrained={pretrained}"
+                if order is not None
+                else "use a model saved with this project's tokenizer"
+            )
             raise UserError(
                 f"model.net.pretrained={pretrained} has a vocabulary of "
-                f"{model.config.vocab_size} tokens, the tokenizer {vocab_size}: use a model "
-                "saved with this project's tokenizer"
+                f"{model.config.vocab_size} tokens, the tokenizer {vocab_size}: {advice}"
             )
         return model
     if config is None:
@@ -98,6 +110,40 @@ def build_model(
     special = {"pad_token_id": PAD_ID, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID}
     built = config(vocab_size=vocab_size, decoder_start_token_id=BOS_ID, **special)
     return auto_class.from_config(built)
+
+
+def renumber_vocabulary(model: Any, order: VocabularyOrder) -> None:
+    """Give ``model``'s embedding and output rows (and BART's logit bias) ``order``'s ids, and
+    its config this project's special ids: on the renumbered tokens it computes what it did."""
+
+    def reordered(rows: torch.Tensor) -> torch.Tensor:
+        # rows: (V, ...) -> (V', ...); a new token without a source row takes the mean
+        index = torch.tensor([len(rows) if old is None else old for old in order.rows])
+        return torch.cat([rows, rows.mean(0, keepdim=True)])[index]
+
+    embeddings = model.get_input_embeddings().weight
+    output = model.get_output_embeddings()
+    untied = output is not None and output.weight.data_ptr() != embeddings.data_ptr()
+    old = {
+        "embeddings": embeddings.detach().clone(),
+        "output": output.weight.detach().clone() if untied else None,
+        "output_bias": getattr(output, "bias", None),
+        "logits_bias": getattr(model, "final_logits_bias", None),  # BART: (1, V)
+    }
+    old = {name: None if rows is None else rows.detach().clone() for name, rows in old.items()}
+    model.resize_token_embeddings(len(order.rows), mean_resizing=False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(reordered(old["embeddings"]))
+        if old["output"] is not None:
+            model.get_output_embeddings().weight.copy_(reordered(old["output"]))
+        if old["output_bias"] is not None:
+            model.get_output_embeddings().bias.copy_(reordered(old["output_bias"]))
+        if old["logits_bias"] is not None:
+            model.final_logits_bias.copy_(reordered(old["logits_bias"].T).T)
+    model.config.pad_token_id, model.config.bos_token_id = PAD_ID, BOS_ID
+    model.config.eos_token_id = EOS_ID
+    if getattr(model.config, "is_encoder_decoder", False):
+        model.config.decoder_start_token_id = BOS_ID
 
 
 def joint_vocabulary(source_vocab_size: int | None, target_vocab_size: int) -> int:

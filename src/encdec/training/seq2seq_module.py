@@ -308,6 +308,17 @@ class Seq2SeqModule(L.LightningModule):
         monitor): the decoded metric's, each better in its direction."""
         return self.val_text.names
 
+    def batch_units(self, batch: dict[str, Any]) -> torch.Tensor:
+        """(2,) what a training batch holds, for throughput: its real target tokens and source
+        tokens (speech: 10-ms input frames; an image: none)."""
+        target = (batch["target_out"] != PAD_ID).sum()
+        if "source_mask" not in batch:  # captioning: images, not source tokens
+            return torch.stack([target, torch.zeros_like(target)])
+        source = batch["source_mask"].sum()
+        if self.net.frontend is not None:  # speech: the source's samples counted as frames
+            source = source // self.net.frontend.log_mel.hop_length
+        return torch.stack([target, source])
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             self.val_teacher_forced.reset()

@@ -111,7 +111,8 @@ class SynthesisModule(Seq2SeqModule):
             if output.attention is None:
                 raise UserError(
                     "model.guided_attention_weight needs a decoder that attends in training "
-                    "(the attention RNN decoder)"
+                    "(the attention RNN decoder, or the Transformer's with "
+                    "model.net.decoder.guided_heads > 0)"
                 )
             guided = guided_attention_loss(
                 output.attention, output.step_mask, source_mask, self.guided_attention_sigma
@@ -165,6 +166,11 @@ class SynthesisModule(Seq2SeqModule):
         ):
             ending = "stop token" if result.stopped else "frame limit"
             self.test_predictions[index] = f"{text}\t{len(result.log_mel)} frames ({ending})"
+
+    def batch_units(self, batch: dict[str, Any]) -> torch.Tensor:
+        """(2,) the target audio's 10-ms frames and the characters of a training batch."""
+        frames = batch["audio_mask"].sum() // self.net.mel.hop_length
+        return torch.stack([frames, batch["source_mask"].sum()])
 
     def tracked_metrics(self) -> tuple[str, ...]:
         """MCD and the teacher-forced loss (both lower-is-better): the loss selects checkpoints
