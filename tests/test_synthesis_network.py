@@ -140,6 +140,17 @@ def test_the_transformers_guided_heads_give_the_guided_loss_its_attention():
     losses = module.synthesis_losses(output, src_mask)
     losses["guided_attention"].backward()  # the guided head's queries and keys learn from it
     assert cross_attention.query_proj.weight.grad.abs().sum() > 0
+    # synthesis's alignment plots show the same heads: stepping equals teacher forcing
+    net = tiny_synthesizer(
+        "transformer_tts", "model.net.decoder.guided_heads=1",
+        "model.net.prenet.dropout_at_inference=false",
+    ).net.eval()  # fmt: skip
+    with torch.no_grad():
+        expected = net.teacher_forced(src, src_mask, audio, audio_mask).attention[:, 0]
+        memory = net.encode(src, src_mask)
+        with net.returning_attention():
+            _, _, stepped = net.step(torch.zeros(4, net.n_mels), net.init_state(memory), memory)
+    torch.testing.assert_close(stepped, expected)
     unguided = tiny_synthesizer("transformer_tts", "model.net.decoder.guided_heads=0")
     output = unguided.net.teacher_forced(src, src_mask, audio, audio_mask)
     with pytest.raises(UserError, match="model.net.decoder.guided_heads > 0"):

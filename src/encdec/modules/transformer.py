@@ -314,14 +314,16 @@ class TransformerDecoder(LayerStack, Decoder):
         features, state = self._run(prev_tokens.unsqueeze(1), memory, state)
         cross_attention = self.layers[-1].cross_attention
         weights = None  # only within returning_attention(): the last layer's, heads averaged
-        if cross_attention.keep_weights:
-            weights = cross_attention.weights[:, :, -1].mean(dim=1)  # (B, H, 1, S) -> (B, S)
+        if cross_attention.keep_weights:  # (B, H, 1, S) -> (B, S): the guided heads, if any
+            heads = self.guided_heads or self.num_heads
+            weights = cross_attention.weights[:, :heads, -1].mean(dim=1)
         return features.squeeze(1), state, weights
 
     @contextmanager
     def returning_attention(self) -> Iterator[None]:
         """Within: ``step`` also returns the last layer's cross-attention (B, S), averaged over
-        heads, computed on an explicit path (SDPA elsewhere: training and search stay fast)."""
+        its guided heads (all heads where none is guided), computed on an explicit path (SDPA
+        elsewhere: training and search stay fast)."""
         cross_attention = self.layers[-1].cross_attention
         cross_attention.keep_weights = True
         try:
