@@ -300,7 +300,7 @@ class TransformerDecoder(LayerStack, Decoder):
         cross_attention.keep_weights = True
         try:
             features = self._run(tgt_in, memory, None)[0]
-            weights = cross_attention.weights[:, : self.guided_heads].mean(dim=1)
+            weights = self._alignment(cross_attention.weights)
         finally:
             cross_attention.keep_weights = kept
             if not kept:
@@ -314,10 +314,13 @@ class TransformerDecoder(LayerStack, Decoder):
         features, state = self._run(prev_tokens.unsqueeze(1), memory, state)
         cross_attention = self.layers[-1].cross_attention
         weights = None  # only within returning_attention(): the last layer's, heads averaged
-        if cross_attention.keep_weights:  # (B, H, 1, S) -> (B, S): the guided heads, if any
-            heads = self.guided_heads or self.num_heads
-            weights = cross_attention.weights[:, :heads, -1].mean(dim=1)
+        if cross_attention.keep_weights:
+            weights = self._alignment(cross_attention.weights)[:, -1]  # (B, S)
         return features.squeeze(1), state, weights
+
+    def _alignment(self, weights: torch.Tensor) -> torch.Tensor:
+        # (B, H, T, S) -> (B, T, S): the mean of the guided heads (all heads where none is)
+        return weights[:, : self.guided_heads or self.num_heads].mean(dim=1)
 
     @contextmanager
     def returning_attention(self) -> Iterator[None]:

@@ -124,13 +124,15 @@ def renumber_vocabulary(model: Any, order: VocabularyOrder) -> None:
     embeddings = model.get_input_embeddings().weight
     output = model.get_output_embeddings()
     untied = output is not None and output.weight.data_ptr() != embeddings.data_ptr()
-    old = {
-        "embeddings": embeddings.detach().clone(),
-        "output": output.weight.detach().clone() if untied else None,
-        "output_bias": getattr(output, "bias", None),
-        "logits_bias": getattr(model, "final_logits_bias", None),  # BART: (1, V)
+    old = {  # copies: resizing replaces or truncates these tensors
+        name: None if rows is None else rows.detach().clone()
+        for name, rows in {
+            "embeddings": embeddings,
+            "output": output.weight if untied else None,
+            "output_bias": getattr(output, "bias", None),
+            "logits_bias": getattr(model, "final_logits_bias", None),  # BART: (1, V)
+        }.items()
     }
-    old = {name: None if rows is None else rows.detach().clone() for name, rows in old.items()}
     model.resize_token_embeddings(len(order.rows), mean_resizing=False)
     with torch.no_grad():
         model.get_input_embeddings().weight.copy_(reordered(old["embeddings"]))
