@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from encdec.reports.comparison import (
 )
 from encdec.utils.errors import UserError
 from tests.conftest import model_config as composed_model
+from tests.warm_cli import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = {  # family -> (encoder, decoder) classes
@@ -138,13 +137,7 @@ def test_a_run_without_test_metrics_is_named(tmp_path, runs):
 
 def test_compare_cli_writes_table_csv_and_plots(tmp_path, runs):
     out = tmp_path / "report"
-    result = subprocess.run(
-        [sys.executable, "scripts/compare.py", *map(str, runs), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    result = run_script("scripts/compare.py", *map(str, runs), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "| scan/simple | Transformer + Transformer | 2 |" in result.stdout
     assert (out / "comparison.md").read_text() in result.stdout
@@ -152,12 +145,9 @@ def test_compare_cli_writes_table_csv_and_plots(tmp_path, runs):
     for plot in ("quality_vs_params", "quality_vs_time", "val_curves"):
         assert (out / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
     (runs[0] / "test_metrics.json").unlink()  # a job that failed
-    command = [sys.executable, "scripts/compare.py", *map(str, runs)]
-    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    refused = run_script("scripts/compare.py", *map(str, runs))
     assert refused.returncode == 2 and "rnn1: no test_metrics.json" in refused.stderr
-    skipped = subprocess.run(
-        [*command, "--skip-unfinished"], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    skipped = run_script("scripts/compare.py", *map(str, runs), "--skip-unfinished")
     assert skipped.returncode == 0 and "skipped:" in skipped.stderr
     assert "| scan/simple | RNN + ContextRNN | 1 |" in skipped.stdout
 
@@ -260,7 +250,6 @@ def test_significance_refuses_outputs_of_different_sources(tmp_path):
     assert paired_bootstrap(runs[0], runs[1], samples=10).endswith("no difference")
     with pytest.raises(UserError, match=r"different sources \(line 4: 'satz 3' in .*a, 'anders'"):
         paired_bootstrap(runs[0], runs[2], samples=10)
-    command = [sys.executable, "scripts/compare.py", str(baseline), str(other), "--significance"]
-    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    refused = run_script("scripts/compare.py", str(baseline), str(other), "--significance")
     assert refused.returncode == 2
     assert refused.stderr.strip().count("\n") == 0 and "cannot be paired" in refused.stderr

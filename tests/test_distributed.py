@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import yaml
 
 from encdec.launch.distributed import config_differences
 from encdec.utils.loggers import CSVLogger
+from tests.warm_cli import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DDP = [
@@ -41,13 +41,8 @@ TINY_DDP = [
 
 def run_cli(*args: str, root: Path, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "encdec.train", *args, f"paths.root_dir={root}"],
-        text=True,
-        capture_output=True,
-        cwd=ROOT,
-        env=env,
-        timeout=timeout,
+    return run_module(
+        "encdec.train", *args, f"paths.root_dir={root}", cwd=ROOT, env=env, timeout=timeout
     )
 
 

@@ -4,7 +4,6 @@ evaluate and translate run end to end on tiny budgets; bad input ends in one cle
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from tests.conftest import (
     compose_config,
 )
 from tests.readme_commands import readme_commands
+from tests.warm_cli import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP_OPTIONS = [  # every option of every group, the model's nested groups included
@@ -299,15 +299,7 @@ def _cli(
     module: str, *args: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "PROJECT_ROOT": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        input=stdin,
-        text=True,
-        capture_output=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
+    return run_module(module, *args, cwd=ROOT, env=env, stdin=stdin)
 
 
 def train_and_translate(run: Path, overrides: list[str], sentences: list[str]) -> Path:

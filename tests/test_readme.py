@@ -24,6 +24,7 @@ import soundfile
 
 from tests.conftest import SHARED_DATA
 from tests.readme_commands import readme_commands
+from tests.warm_cli import run_module
 
 # appended to every training command: a few batches of everything, and narrower sweep grids
 TINY_TRAINING = [
@@ -145,10 +146,14 @@ def run_two_at_a_time(
     commands: list[str], workdir: Path, env: dict[str, str]
 ) -> Iterator[tuple[str, subprocess.CompletedProcess, str]]:
     """Run the commands in README's order, two at a time on one thread each (Python's start is
-    most of a tiny run, and single-threaded). A command that reads what earlier ones wrote (a
+    most of a tiny run, and single-threaded). The first command of each entry point starts a
+    fresh interpreter, as a user's does; the later ones are children of a warm interpreter
+    (tests/warm_cli.py: the same argv, working directory, environment and stdin, without
+    importing torch and Lightning again). A command that reads what earlier ones wrote (a
     checkpoint, an Optuna study) waits for them; starts are a second apart, since run dirs are
     named by the second."""
     env = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    started: set[str] = set()  # the entry points started once in a fresh interpreter
     with ThreadPoolExecutor(max_workers=2) as pool:
         running: list[tuple[str, Future, str]] = []
         for command in commands:
@@ -156,16 +161,17 @@ def run_two_at_a_time(
                 yield from ((c, f.result(), s) for c, f, s in running)
                 running = []
             argv, stdin = concrete(command, workdir)
-            run = functools.partial(
-                subprocess.run,
-                argv,
-                input=stdin,
-                text=True,
-                capture_output=True,
-                cwd=workdir,
-                env=env,
-                timeout=600,
-            )
+            module, args = argv[2], argv[3:]
+            if module in started:
+                run = functools.partial(
+                    run_module, module, *args, cwd=workdir, env=env, stdin=stdin, timeout=600
+                )
+            else:
+                started.add(module)
+                run = functools.partial(
+                    subprocess.run, argv, input=stdin, text=True, capture_output=True,
+                    cwd=workdir, env=env, timeout=600,
+                )  # fmt: skip
             running.append((command, pool.submit(run), stdin))
             time.sleep(1.1)
         yield from ((c, f.result(), s) for c, f, s in running)

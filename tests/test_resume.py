@@ -4,8 +4,6 @@ the uninterrupted run ends. Checkpoint writes are atomic; bad resume checkpoints
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from encdec.training.checkpointing import (
 from encdec.utils.errors import UserError
 from tests.conftest import TINY_MODELS, model_checkpoint
 from tests.test_entry_points import TINY_TRAIN
+from tests.warm_cli import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 8
@@ -39,9 +38,8 @@ def train_cli(run_dir: Path, cache: Path, *extra: str) -> int:
         "resume=auto",
         *extra,
     ]
-    command = [sys.executable, "-m", "encdec.train", *overrides]
     env = {**os.environ, "ENCDEC_TCMALLOC": "0"}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = run_module("encdec.train", *overrides, cwd=ROOT, env=env)
     assert result.returncode in (0, -9), result.stderr[-3000:]
     return result.returncode
 

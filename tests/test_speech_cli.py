@@ -5,13 +5,14 @@ manifest, and the console's one-line errors."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 from omegaconf import OmegaConf
+
+from tests.warm_cli import run_module, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECOGNIZER = [  # a tiny corpus and model of the default experiment
@@ -42,10 +43,7 @@ TINY_SPEECH = [
 
 def cli(module: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "PROJECT_ROOT": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        text=True, capture_output=True, cwd=ROOT, env=env, timeout=300,
-    )  # fmt: skip
+    return run_module(module, *args, cwd=ROOT, env=env)
 
 
 def trained_run(base: Path, overrides: list[str]) -> Path:
@@ -134,21 +132,15 @@ def test_bad_input_is_one_clear_line(trained, tmp_path, module, args, expected):
 
 @pytest.mark.slow
 def test_translate_refuses_a_speech_recognizer(trained):
-    result = subprocess.run(
-        [sys.executable, "-m", "encdec.translate",
-         f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}"],
-        input="a dog\n", text=True, capture_output=True, cwd=ROOT, timeout=300,
-    )  # fmt: skip
+    checkpoint = trained / "checkpoints" / "best.ckpt"
+    result = run_module("encdec.translate", f"ckpt_path={checkpoint}", stdin="a dog\n")
     assert result.returncode != 0
     assert "holds a speech recognizer: use python -m encdec.transcribe" in result.stderr
 
 
 @pytest.mark.slow
 def test_compare_reports_a_speech_run_by_its_wer(trained, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "scripts/compare.py", str(trained), "--out", str(tmp_path)],
-        text=True, capture_output=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+    result = run_script("scripts/compare.py", str(trained), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "Transformer + Transformer" in line)
     assert "test/wer_beam2_ctc0.3" in row

@@ -3,7 +3,6 @@ sweep grammar as Optuna distributions, bad input."""
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -12,6 +11,7 @@ from omegaconf import OmegaConf
 
 from encdec.launch.sweeps import command_line, resume_study, resumed_sampler, search_space
 from encdec.utils.errors import UserError
+from tests.warm_cli import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -34,14 +34,7 @@ TINY = [
 
 def run_cli(module: str, *args: str, root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args, f"paths.root_dir={root}"],
-        text=True,
-        capture_output=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
+    return run_module(module, *args, f"paths.root_dir={root}", cwd=ROOT, env=env)
 
 
 def load(root: Path, name: str = "train_scan_transformer") -> optuna.Study:

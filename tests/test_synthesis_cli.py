@@ -3,8 +3,6 @@ through the CLI, speak text into a WAV file, judge it with a recognizer through 
 intelligibility script, and the console's one-line errors."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import soundfile
 from omegaconf import OmegaConf
 
 from tests.test_speech_cli import TINY_RECOGNIZER, cli, trained_run
+from tests.warm_cli import run_module, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CORPUS = [
@@ -99,11 +98,8 @@ def test_bad_input_is_one_clear_line(synthesizer, tmp_path, module, args, expect
 
 @pytest.mark.slow
 def test_translate_refuses_a_speech_synthesizer(synthesizer):
-    result = subprocess.run(
-        [sys.executable, "-m", "encdec.translate",
-         f"ckpt_path={synthesizer / 'checkpoints' / 'best.ckpt'}"],
-        input="a dog\n", text=True, capture_output=True, cwd=ROOT, timeout=300,
-    )  # fmt: skip
+    checkpoint = synthesizer / "checkpoints" / "best.ckpt"
+    result = run_module("encdec.translate", f"ckpt_path={checkpoint}", stdin="a dog\n")
     assert result.returncode != 0
     assert "holds a speech synthesizer: use python -m encdec.speak" in result.stderr
 
@@ -117,12 +113,11 @@ def test_a_recognizer_judges_the_synthesized_speech(synthesizer, tmp_path):
         f"hydra.run.dir={recognizer}", f"paths.cache_dir={tmp_path / 'cache'}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    result = subprocess.run(
-        [sys.executable, "scripts/synthesis_intelligibility.py",
-         "--synthesizer", str(synthesizer / "checkpoints" / "best.ckpt"),
-         "--recognizer", str(recognizer / "checkpoints" / "best.ckpt"),
-         "--limit", "3", "--out", str(tmp_path / "judged")],
-        text=True, capture_output=True, cwd=ROOT, timeout=300,
+    result = run_script(
+        "scripts/synthesis_intelligibility.py",
+        "--synthesizer", str(synthesizer / "checkpoints" / "best.ckpt"),
+        "--recognizer", str(recognizer / "checkpoints" / "best.ckpt"),
+        "--limit", "3", "--out", str(tmp_path / "judged"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "judged" / "intelligibility.json").read_text())

@@ -1,8 +1,6 @@
 """logger=tensorboard through the CLI: scalars, the run's config, validation samples and
 attention maps end up in event files that TensorBoard reads."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -10,6 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import FAST
 from tests.test_entry_points import TINY
+from tests.warm_cli import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,13 +27,7 @@ def test_tensorboard_logger_records_metrics_config_samples_and_attention(tmp_pat
         f"paths.cache_dir={tmp_path / 'cache'}",
         f"hydra.run.dir={run}",
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", "encdec.train", *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_module("encdec.train", *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     everything = {"tensors": 0, "images": 0}  # every event file of the dir (fit, then test)

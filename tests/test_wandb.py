@@ -3,8 +3,6 @@ parameter counts and no secret; sample tables and attention heatmaps at each val
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from tests.conftest import (
 from tests.test_captioning import TINY_SHAPES
 from tests.test_entry_points import TINY
 from tests.test_speech_cli import TINY_RECOGNIZER
+from tests.warm_cli import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # 40 characters, as a W&B API key
@@ -260,14 +259,7 @@ def test_cli_multirun_shares_a_group_and_never_saves_the_api_key(tmp_path):
         f"paths.cache_dir={tmp_path / 'cache'}",
         f"hydra.sweep.dir={sweep}",
     ]
-    result = subprocess.run(
-        [sys.executable, "-m", "encdec.train", "-m", *overrides],
-        text=True,
-        capture_output=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
+    result = run_module("encdec.train", "-m", *overrides, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0", "1"):
         wandb = OmegaConf.load(sweep / job / "config.yaml").logger.wandb
