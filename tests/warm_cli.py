@@ -84,6 +84,12 @@ def _run_in_child(request: dict) -> None:
     sys.exit(0)
 
 
+def _argv(command: dict[str, str], args: list[str]) -> list[str]:
+    """The command line a cold start would run: python -m module / python script, then args."""
+    named = ["-m", command["module"]] if "module" in command else [command["script"]]
+    return [sys.executable, *named, *args]
+
+
 class WarmInterpreter:
     """One warm interpreter process, serving commands one at a time."""
 
@@ -121,8 +127,7 @@ class WarmInterpreter:
         timeout: float,
     ) -> subprocess.CompletedProcess:  # fmt: skip
         """``command``: {"module": name} or {"script": path}."""
-        named = ["-m", command["module"]] if "module" in command else [command["script"]]
-        argv = [sys.executable, *named, *args]
+        argv = _argv(command, args)
         with tempfile.TemporaryDirectory(prefix="warm-command-") as folder:
             files = {name: Path(folder) / name for name in ("stdin", "stdout", "stderr")}
             files["stdin"].write_text(stdin)
@@ -198,9 +203,8 @@ def _run_cold(
     command: dict[str, str], args: tuple[str, ...], cwd: Path, env: dict[str, str],
     stdin: str, timeout: float,
 ) -> subprocess.CompletedProcess:  # fmt: skip
-    named = ["-m", command["module"]] if "module" in command else [command["script"]]
     return subprocess.run(
-        [sys.executable, *named, *args], input=stdin, text=True, capture_output=True, cwd=cwd,
+        _argv(command, list(args)), input=stdin, text=True, capture_output=True, cwd=cwd,
         env=env, timeout=timeout,
     )  # fmt: skip
 
