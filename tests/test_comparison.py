@@ -127,6 +127,28 @@ def test_runs_with_other_settings_get_their_own_row(tmp_path, runs):
     ]
 
 
+def test_runs_that_differ_only_in_their_loggers_share_a_row(tmp_path, runs):
+    config = scan_config("rnn", 3)
+    config["logger"] = {"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger"}}
+    logged = fake_run(tmp_path, "rnn3_wandb", config, 80.0, ["x"])
+    rows = summarise([read_run_dir(path) for path in [*runs, logged]])
+    assert [(r["model"], r["seeds"]) for r in rows] == [
+        (LABELS["rnn"], [1, 2, 3]),
+        (LABELS["transformer"], [1, 2]),
+    ]
+
+
+def test_a_fine_tuned_run_is_labelled_by_the_run_it_started_from(tmp_path, runs):
+    config = scan_config("rnn", 3)
+    config["init_from"] = "outputs/pretrain/runs/2026-12-07_span/checkpoints/best.ckpt"
+    tuned = fake_run(tmp_path, "rnn3_tuned", config, 80.0, ["x"])
+    rows = summarise([read_run_dir(path) for path in [*runs, tuned]])
+    assert [r["model"] for r in rows][:2] == [
+        "RNN + ContextRNN (init_from=2026-12-07_span)",
+        "RNN + ContextRNN (init_from=None)",
+    ]
+
+
 def test_a_run_without_test_metrics_is_named(tmp_path, runs):
     (runs[0] / "test_metrics.json").unlink()
     with pytest.raises(UserError, match=r"rnn1: no test_metrics.json"):

@@ -211,7 +211,8 @@ def read_wandb_group(group: str, project: str, entity: str | None = None) -> lis
     return runs
 
 
-IGNORED_IN_VARIANTS = ("paths", "task_name", "tags", "ckpt_path", "resume")  # and every *seed
+# settings that cannot change a run's result (where it writes, what it logs to), and every *seed
+IGNORED_IN_VARIANTS = ("paths", "logger", "task_name", "tags", "ckpt_path", "resume")
 RUN_PATH_KEYS = ("dir", "dirpath", "path", "save_dir", "default_root_dir")  # differ per run
 
 
@@ -244,18 +245,25 @@ def variants(runs: list[Run]) -> dict[str, str]:
 
 
 def describe(flat: dict[str, Any], differing: list[str]) -> str:
-    """A short label: ``+averaging`` for an added callback/logger, ``key=value`` otherwise."""
+    """A short label: ``+averaging`` for an added callback, ``key=value`` otherwise."""
     parts: list[str] = []
     for key in differing:
-        if key.startswith(("callbacks.", "logger.")):
+        if key.startswith("callbacks."):
             group = ".".join(key.split(".")[:2])
             label = "+" + group.split(".")[1]
             present = any(k.startswith(group + ".") for k in flat)
             if present and label not in parts:
                 parts.append(label)
         else:
-            parts.append(f"{key.rsplit('.', 1)[-1]}={flat.get(key)}")
+            parts.append(f"{key.rsplit('.', 1)[-1]}={short_value(flat.get(key))}")
     return ", ".join(parts[:3])
+
+
+def short_value(value: Any) -> Any:
+    """A checkpoint path as the name of its run dir (``init_from=<run>``), else the value."""
+    if isinstance(value, str) and "/checkpoints/" in value:
+        return Path(value.split("/checkpoints/")[0]).name
+    return value
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
