@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from encdec.data.monolingual import MonolingualDataModule
-from encdec.data.noising import MASK_ID, PrefixSplit, SpanInfilling, TokenMasking
+from encdec.data.noising import MASK_ID, Noise, PrefixSplit, SpanInfilling, TokenMasking
 from encdec.data.translation import TranslationDataModule
 from encdec.training.building import initialize_from
 from encdec.utils.errors import UserError
@@ -95,7 +95,9 @@ def test_a_masked_lm_fills_in_a_batch_and_starts_an_encoder_decoder():
     weights = {f"net.{k}": v for k, v in mlm.net.state_dict().items()}
     copied, fresh = initialize_from(tuned.net, {"state_dict": weights}, "mlm.ckpt")
     assert fresh and all(name.startswith("decoder.") for name in fresh)
+    assert "decoder.embedding.weight" not in fresh  # the source embedding's, shared
     torch.testing.assert_close(tuned.net.source_embedding.weight, mlm.net.source_embedding.weight)
+    torch.testing.assert_close(tuned.net.decoder.embedding.weight, mlm.net.source_embedding.weight)
 
 
 def test_initializing_from_a_checkpoint_of_another_network_is_one_clear_error():
@@ -109,9 +111,9 @@ def test_initializing_from_a_checkpoint_of_another_network_is_one_clear_error():
     assert all(torch.equal(v, own[f"net.{k}"]) for k, v in network.state_dict().items())
 
 
-def pretraining_data(tmp_path, **noise) -> MonolingualDataModule:
+def pretraining_data(tmp_path, noise: Noise | None = None) -> MonolingualDataModule:
     return MonolingualDataModule(
-        noise=SpanInfilling(**noise),
+        noise=noise or SpanInfilling(),
         source_lang="en",
         target_lang="de",
         cache_dir=str(tmp_path / "cache"),
@@ -136,6 +138,13 @@ def test_pretraining_data_reads_both_languages_with_the_translation_tokenizer(tm
     assert val[0]["references"][0] == data.load_tokenizer().decode_target(
         val[0]["target_out"][0].tolist()
     )
+    masking = pretraining_data(tmp_path, TokenMasking())  # scored on the filled-in sentence
+    masking.prepare_data()
+    masking.setup("fit")
+    batch = next(iter(masking.val_dataloader()))
+    chosen = batch["target_out"][0] != PAD_ID  # (B, T) and the source (B, S) end in EOS: T == S
+    original = torch.where(chosen, batch["target_out"][0], batch["source"][0])
+    assert batch["references"][0] == data.load_tokenizer().decode_target(original.tolist())
     train = data.train_dataloader()
     torch.manual_seed(0)
     first = next(iter(train))

@@ -1,7 +1,8 @@
 """``MonolingualDataModule``: pretraining data. Every sentence of both sides of a parallel corpus
 (and, for training, of ``monolingual_files``) becomes a (source, target) pair through ``noise``
-(``encdec.data.noising``: BART's span infilling, the prefix LM split), drawn anew for every
-batch in training and fixed per sentence in evaluation, so that val scores compare.
+(``encdec.data.noising``: BART's span infilling, BERT's token masking, the prefix LM split),
+drawn anew for every batch in training and fixed per sentence in evaluation, so that val
+scores compare.
 
 The tokenizer is the one the parallel corpus trains for translation (the same files, settings
 and cache key; the extra monolingual files are pretraining text only), so a fine-tuning run
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from encdec.data.collate import pad, source_batch
+from encdec.data.noising import Noise
 from encdec.data.token_cache import digest_files, digest_values
 from encdec.data.tokenization import Seq2SeqTokenizer
 from encdec.data.translation import (
@@ -27,8 +29,6 @@ from encdec.data.translation import (
 )
 from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import BOS_ID, EOS_ID
-
-Noise = Callable[[list[int], torch.Generator | None], tuple[list[int], list[int]]]
 
 
 class MonolingualDataModule(TranslationDataModule):
@@ -84,7 +84,7 @@ def collate_noised(
     """A batch of noised sentences: ``noise`` of each row's ids is its (source, target); with
     ``fixed_seed``, each row's noise is drawn from a generator seeded by it and the row's index
     (the same every time), else from torch's generator (new every batch; restored on resume).
-    Evaluation batches get the texts: the target's detokenized as the reference."""
+    Evaluation batches get the texts: ``noise.reference`` detokenized as the reference."""
     pairs = []
     for example in examples:
         generator = None
@@ -101,5 +101,8 @@ def collate_noised(
     }
     if "target" in examples[0]:
         batch["source_text"] = [tokenizer.decode_source(source) for source, _ in pairs]
-        batch["references"] = [tokenizer.decode_target(target) for _, target in pairs]
+        batch["references"] = [
+            tokenizer.decode_target(noise.reference(list(example["target_ids"]), target))
+            for example, (_, target) in zip(examples, pairs, strict=True)
+        ]
     return batch

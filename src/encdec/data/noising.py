@@ -12,13 +12,28 @@ through the same module, loss and search as translation.
   elsewhere, aligned with the source (``networks.masked_lm``).
 - ``PrefixSplit`` (the prefix LM objective, Raffel et al. 2020, Sec. 3.2.1): the sentence cut
   at a uniformly drawn point; the source is the beginning, the target the rest.
+
+Each also says what a model's output is to be scored against (``reference``): the target,
+except for the masked LM, whose output is the whole sentence with its blanks filled in.
 """
+
+from typing import Protocol
 
 import torch
 
 from encdec.utils.special_tokens import PAD_ID, UNK_ID
 
 MASK_ID = UNK_ID
+
+
+class Noise(Protocol):
+    def __call__(
+        self, ids: list[int], generator: torch.Generator | None = None
+    ) -> tuple[list[int], list[int]]: ...
+
+    def reference(self, ids: list[int], target: list[int]) -> list[int]:
+        """The ids a model's output for the pair made of ``ids`` is scored against."""
+        ...
 
 
 class SpanInfilling:
@@ -48,6 +63,9 @@ class SpanInfilling:
                 source.append(MASK_ID)  # one mask per span
         return source, list(ids)
 
+    def reference(self, ids: list[int], target: list[int]) -> list[int]:
+        return target
+
 
 class TokenMasking:
     def __init__(self, mask_ratio: float = 0.15) -> None:
@@ -73,6 +91,9 @@ class TokenMasking:
                 source[position] = ids[other]
         return source, target
 
+    def reference(self, ids: list[int], target: list[int]) -> list[int]:
+        return ids  # the filled-in sentence, not only the chosen positions
+
 
 class PrefixSplit:
     def __call__(
@@ -84,3 +105,6 @@ class PrefixSplit:
             return list(ids), []
         cut = 1 + int(torch.randint(len(ids) - 1, (1,), generator=generator))
         return list(ids[:cut]), list(ids[cut:])
+
+    def reference(self, ids: list[int], target: list[int]) -> list[int]:
+        return target

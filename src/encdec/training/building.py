@@ -38,7 +38,8 @@ def initialize_from(
     """Copy into ``network`` every tensor of the checkpoint's network (read by
     ``read_checkpoint`` from ``name``) whose name and shape match (fine-tuning after a
     pretraining stage); returns how many were copied and the names of the network's tensors
-    that kept their fresh initialization."""
+    that kept their fresh initialization (a tensor tied to a copied one, such as a shared
+    embedding, is not fresh)."""
     weights = network_weights(checkpoint)
     own = network.state_dict()
     matched = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
@@ -48,4 +49,6 @@ def initialize_from(
             "shape (another architecture or vocabulary)"
         )
     network.load_state_dict(matched, strict=False)
-    return len(matched), sorted(set(own) - set(matched))
+    copied = {own[k].data_ptr() for k in matched}  # a tied tensor is copied with its twin
+    fresh = [k for k in own if k not in matched and own[k].data_ptr() not in copied]
+    return len(matched), sorted(fresh)
