@@ -46,6 +46,7 @@ def model_config(family: str, dropout: float = 0.1) -> dict:
 def scan_config(family: str, seed: int, dropout: float = 0.1) -> dict:
     return {
         "seed": seed,
+        "init_from": None,
         "monitor": "val/exact_match",
         "decoding": {"beam_size": 1, "seed": seed},  # the sampling seed follows the run's
         "data": {
@@ -127,9 +128,11 @@ def test_runs_with_other_settings_get_their_own_row(tmp_path, runs):
     ]
 
 
-def test_runs_that_differ_only_in_their_loggers_share_a_row(tmp_path, runs):
+def test_runs_that_differ_only_in_loggers_and_newer_settings_share_a_row(tmp_path, runs):
     config = scan_config("rnn", 3)
     config["logger"] = {"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger"}}
+    config["trainer"] = {"enable_progress_bar": False}
+    config["report_metric"] = "val/exact_match"  # a setting the older runs' configs lack
     logged = fake_run(tmp_path, "rnn3_wandb", config, 80.0, ["x"])
     rows = summarise([read_run_dir(path) for path in [*runs, logged]])
     assert [(r["model"], r["seeds"]) for r in rows] == [

@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,8 +212,18 @@ def read_wandb_group(group: str, project: str, entity: str | None = None) -> lis
     return runs
 
 
-# settings that cannot change a run's result (where it writes, what it logs to), and every *seed
-IGNORED_IN_VARIANTS = ("paths", "logger", "task_name", "tags", "ckpt_path", "resume")
+# settings that cannot change a run's result (where it writes, what it logs and shows), and
+# every *seed
+IGNORED_IN_VARIANTS = (
+    "paths",
+    "logger",
+    "task_name",
+    "tags",
+    "ckpt_path",
+    "resume",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+)
 RUN_PATH_KEYS = ("dir", "dirpath", "path", "save_dir", "default_root_dir")  # differ per run
 
 
@@ -236,12 +247,20 @@ def variants(runs: list[Run]) -> dict[str, str]:
         differing = [
             k
             for k in keys
-            if len({repr(f.get(k)) for f in flat.values()}) > 1
+            if len(values_of(k, flat.values())) > 1
             and not k.rsplit(".", 1)[-1].endswith(RUN_PATH_KEYS)
         ]
         for run in members:
             labels[run.name] = describe(flat[run.name], differing)
     return labels
+
+
+def values_of(key: str, configs: Iterable[dict[str, Any]]) -> set[str]:
+    """The values the runs give ``key``. A callback is there or not; any other key absent from
+    a run's config is not counted (the config had no such setting when that run was made)."""
+    if key.startswith("callbacks."):
+        return {repr(config.get(key)) for config in configs}
+    return {repr(config[key]) for config in configs if key in config}
 
 
 def describe(flat: dict[str, Any], differing: list[str]) -> str:
