@@ -85,12 +85,13 @@ def collate_noised(
     ``fixed_seed``, each row's noise is drawn from a generator seeded by it and the row's index
     (the same every time), else from torch's generator (new every batch; restored on resume).
     Evaluation batches get the texts: ``noise.reference`` detokenized as the reference."""
+    sentences = [list(example["target_ids"]) for example in examples]
     pairs = []
-    for example in examples:
+    for example, ids in zip(examples, sentences, strict=True):
         generator = None
         if fixed_seed is not None:
             generator = torch.Generator().manual_seed(fixed_seed * 1_000_003 + example["index"])
-        pairs.append(noise(list(example["target_ids"]), generator))
+        pairs.append(noise(ids, generator))
     src, src_mask = source_batch([source for source, _ in pairs])
     batch = {
         "source": src,
@@ -102,7 +103,7 @@ def collate_noised(
     if "target" in examples[0]:
         batch["source_text"] = [tokenizer.decode_source(source) for source, _ in pairs]
         batch["references"] = [
-            tokenizer.decode_target(noise.reference(list(example["target_ids"]), target))
-            for example, (_, target) in zip(examples, pairs, strict=True)
+            tokenizer.decode_target(noise.reference(ids, target))
+            for ids, (_, target) in zip(sentences, pairs, strict=True)
         ]
     return batch
