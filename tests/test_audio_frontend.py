@@ -1,5 +1,6 @@
 """The acoustic front-end: log-mel equal to a numpy computation, filters where the mel scale
-puts them, padding that leaks nothing, SpecAugment only in training and within its limits."""
+puts them, padding that leaks nothing, SpecAugment only in training and within its limits, speed
+perturbation that plays a tone faster or slower and changes nothing at evaluation."""
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from encdec.modules.audio_frontend import (
     AudioFrontend,
     LogMelSpectrogram,
     SpecAugment,
+    SpeedPerturbation,
     hz_to_mel,
     mel_filterbank,
     normalize_per_utterance,
@@ -81,3 +83,42 @@ def test_spec_augment_masks_within_its_limits_and_only_in_training():
     frames_zeroed = masked.all(2).sum(1)
     assert bins_zeroed.max() <= 10 and frames_zeroed.max() <= 40
     assert bins_zeroed.float().mean() > 0 and frames_zeroed.float().mean() > 0
+
+
+def _peak_hz(wave: torch.Tensor, sample_rate: int) -> float:
+    spectrum = torch.fft.rfft(wave * torch.hann_window(len(wave))).abs()
+    return float(spectrum.argmax()) * sample_rate / len(wave)
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturbation_plays_a_tone_faster_or_slower(factor):
+    rate, seconds = 16000, 1.0
+    tone = torch.sin(2 * torch.pi * 440 * torch.arange(int(rate * seconds)) / rate)
+    waves = torch.zeros(3, 20000)  # a tone and two shorter rows of padding-led silence
+    waves[0, : len(tone)] = tone
+    mask = torch.zeros(3, 20000, dtype=torch.bool)
+    mask[0, : len(tone)], mask[1, :8000], mask[2, :5000] = True, True, True
+    perturb = SpeedPerturbation([factor], rate).train()
+    out, out_mask = perturb(waves, mask)
+    lengths = out_mask.sum(1)
+    expected = [round(n / factor) for n in (16000, 8000, 5000)]
+    assert lengths.tolist() == pytest.approx(expected, abs=1)
+    assert out.size(1) == pytest.approx(20000 / factor, abs=2)  # the width follows N alone
+    assert _peak_hz(out[0, : lengths[0]], rate) == pytest.approx(440 * factor, abs=2)
+    assert torch.all(out[~out_mask] == 0)  # padding stays silent
+
+
+def test_speed_perturbation_draws_each_factor_and_leaves_evaluation_alone():
+    perturb = SpeedPerturbation([0.9, 1.0, 1.1], 16000)
+    waves = torch.randn(300, 1600)
+    mask = torch.ones(300, 1600, dtype=torch.bool)
+    eval_out, eval_mask = perturb.eval()(waves, mask)
+    assert eval_out is waves and eval_mask is mask
+    torch.manual_seed(0)
+    out, out_mask = perturb.train()(waves, mask)
+    lengths = out_mask.sum(1)
+    counts = {n: int((lengths == n).sum()) for n in (1778, 1600, 1455)}  # 1600 / f
+    assert sum(counts.values()) == 300 and min(counts.values()) > 60
+    unchanged = lengths == 1600
+    assert torch.equal(out[unchanged, :1600], waves[unchanged])
+    assert out.size(1) == 1778  # the slowest drawn speed sets the width

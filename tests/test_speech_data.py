@@ -11,9 +11,10 @@ import pytest
 import soundfile
 import torch
 
-from encdec.data.audio import AudioError, read_audio, resample
+from encdec.data.audio import AudioError, read_audio
 from encdec.data.speech import SpeechDataModule, collate_speech
 from encdec.data.speech_readers import HFAudioReader, ManifestReader, read_manifest
+from encdec.modules.resampling import resample
 from encdec.utils.errors import UserError
 
 RATE = 16000

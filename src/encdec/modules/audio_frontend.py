@@ -1,7 +1,11 @@
-"""The acoustic front-end, in plain torch: waveforms -> log-mel features -> mean/variance
-normalization -> SpecAugment (training only) -> x4 convolutional subsampling -> vectors an
-encoder reads, with their mask. It sits where a text source has its token embedding.
+"""The acoustic front-end, in plain torch: waveforms -> speed perturbation (training only) ->
+log-mel features -> mean/variance normalization -> SpecAugment (training only) -> x4
+convolutional subsampling -> vectors an encoder reads, with their mask. It sits where a text
+source has its token embedding.
 
+- ``SpeedPerturbation`` (Ko et al. 2015, Kaldi's and ESPnet's 0.9/1.0/1.1): each training
+  utterance is played at a speed drawn from ``factors``, so tempo and pitch change together
+  as with another speaker, drawn anew every time the utterance comes round.
 - ``LogMelSpectrogram``: 25 ms frames every 10 ms (Kaldi's framing: whole frames only), a
   Hann window, |FFT|^2 on the next power of two points (zero-padded), an HTK
   mel filterbank (triangles, ``n_mels`` bins from ``f_min`` to ``f_max``), ``log(x + 1e-6)``.
@@ -15,9 +19,12 @@ encoder reads, with their mask. It sits where a text source has its token embedd
 """
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from encdec.modules.resampling import resample
 
 
 def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
@@ -87,6 +94,43 @@ class LogMelSpectrogram(nn.Module):
         real_frames = self.frames(mask.sum(1))  # (B,)
         frame_mask = torch.arange(features.size(1), device=mask.device) < real_frames[:, None]
         return features, frame_mask
+
+
+class SpeedPerturbation(nn.Module):
+    def __init__(
+        self, factors: Sequence[float] = (0.9, 1.0, 1.1), sample_rate: int = 16000
+    ) -> None:
+        super().__init__()
+        if not factors or any(f <= 0 for f in factors):
+            raise ValueError(f"speed perturbation factors must be positive, got {list(factors)}")
+        self.factors, self.sample_rate = tuple(factors), sample_rate
+
+    def forward(
+        self, waveforms: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # waveforms: (B, N), mask: (B, N) True = a real sample -> (B, N'), (B, N'): each row
+        # at its drawn speed f (its length / f), zero-padded to N' = N / (the slowest drawn f),
+        # so a batch width N gives one of a few widths (the allocator reuses their memory)
+        if not self.training or all(f == 1.0 for f in self.factors):
+            return waveforms, mask
+        drawn = torch.randint(len(self.factors), (waveforms.size(0),), device=waveforms.device)
+        lengths = mask.sum(1)  # (B,)
+        pieces = [(waveforms[row], int(lengths[row])) for row in range(waveforms.size(0))]
+        for choice, factor in enumerate(self.factors):
+            rows = (drawn == choice).nonzero().squeeze(1).tolist()
+            played_at = round(self.sample_rate * factor)  # the samples are heard at this rate
+            if not rows or played_at == self.sample_rate:
+                continue
+            changed = resample(waveforms[rows], played_at, self.sample_rate)  # (b, N / f)
+            for i, row in enumerate(rows):
+                length = math.ceil(pieces[row][1] * self.sample_rate / played_at)
+                pieces[row] = (changed[i], min(length, changed.size(1)))
+        width = max(piece.size(0) for piece, _ in pieces)
+        out = waveforms.new_zeros(waveforms.size(0), width)
+        for row, (piece, length) in enumerate(pieces):
+            out[row, :length] = piece[:length]  # the resampled padding's ringing is left out
+        new_lengths = torch.tensor([length for _, length in pieces], device=mask.device)
+        return out, torch.arange(width, device=mask.device) < new_lengths[:, None]
 
 
 def normalize_per_utterance(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -172,9 +216,11 @@ class AudioFrontend(nn.Module):
         n_mels: int = 80,
         spec_augment: SpecAugment | None = None,
         channels: int = 256,
+        speed_factors: Sequence[float] = (1.0,),
     ) -> None:
         super().__init__()
         self.output_size, self.sample_rate = output_size, sample_rate
+        self.speed_perturbation = SpeedPerturbation(speed_factors, sample_rate)
         self.log_mel = LogMelSpectrogram(sample_rate, n_mels)
         self.spec_augment = spec_augment or SpecAugment(0, 0, 0, 0.0)
         self.subsampling = ConvSubsampling(n_mels, output_size, channels)
@@ -182,6 +228,7 @@ class AudioFrontend(nn.Module):
     def forward(
         self, waveforms: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        waveforms, mask = self.speed_perturbation(waveforms, mask)  # training only
         features, frame_mask = self.log_mel(waveforms, mask)  # (B, T, M), (B, T)
         features = normalize_per_utterance(features, frame_mask)
         features = self.spec_augment(features, frame_mask)
