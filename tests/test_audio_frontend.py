@@ -122,3 +122,9 @@ def test_speed_perturbation_draws_each_factor_and_leaves_evaluation_alone():
     unchanged = lengths == 1600
     assert torch.equal(out[unchanged, :1600], waves[unchanged])
     assert out.size(1) == 1778  # the slowest drawn speed sets the width
+
+
+@pytest.mark.parametrize("factors", [[], [0.0], [1.0, -1.1]])
+def test_speed_perturbation_refuses_factors_that_are_not_speeds(factors):
+    with pytest.raises(ValueError, match="must be positive"):
+        SpeedPerturbation(factors)
