@@ -128,11 +128,29 @@ def test_runs_with_other_settings_get_their_own_row(tmp_path, runs):
     ]
 
 
+def test_a_callback_that_changes_training_labels_its_runs(tmp_path, runs):
+    config = scan_config("rnn", 3)
+    config["callbacks"] = {
+        "ema": {"_target_": "encdec.callbacks.moving_average.ExponentialMovingAverage"},
+        "sample_table": {"_target_": "encdec.callbacks.samples.ValidationSamples"},
+    }
+    averaged = fake_run(tmp_path, "rnn3_ema", config, 80.0, ["x"])
+    rows = summarise([read_run_dir(path) for path in [*runs, averaged]])
+    assert [(r["model"], r["seeds"]) for r in rows] == [
+        (LABELS["rnn"], [1, 2]),
+        (LABELS["rnn"] + " (+ema)", [3]),
+        (LABELS["transformer"], [1, 2]),
+    ]
+
+
 def test_runs_that_differ_only_in_loggers_and_newer_settings_share_a_row(tmp_path, runs):
     config = scan_config("rnn", 3)
     config["logger"] = {"wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger"}}
     config["trainer"] = {"enable_progress_bar": False}
     config["report_metric"] = "val/exact_match"  # a setting the older runs' configs lack
+    config["callbacks"] = {  # a logging callback the older runs did not have
+        "synthesis_samples": {"_target_": "encdec.callbacks.synthesis_samples.SynthesisSamples"}
+    }
     logged = fake_run(tmp_path, "rnn3_wandb", config, 80.0, ["x"])
     rows = summarise([read_run_dir(path) for path in [*runs, logged]])
     assert [(r["model"], r["seeds"]) for r in rows] == [

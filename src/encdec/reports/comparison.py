@@ -223,6 +223,17 @@ IGNORED_IN_VARIANTS = (
     "resume",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
+    *(  # callbacks that only log, show or save (a run made before one existed is no variant)
+        f"callbacks.{name}."
+        for name in (
+            "sample_table",
+            "synthesis_samples",
+            "progress_bar",
+            "lr_monitor",
+            "throughput",
+            "last_checkpoint",
+        )
+    ),
 )
 RUN_PATH_KEYS = ("dir", "dirpath", "path", "save_dir", "default_root_dir")  # differ per run
 
