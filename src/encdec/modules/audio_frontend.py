@@ -114,23 +114,21 @@ class SpeedPerturbation(nn.Module):
         if not self.training or all(f == 1.0 for f in self.factors):
             return waveforms, mask
         drawn = torch.randint(len(self.factors), (waveforms.size(0),), device=waveforms.device)
-        lengths = mask.sum(1)  # (B,)
-        pieces = [(waveforms[row], int(lengths[row])) for row in range(waveforms.size(0))]
+        groups = []  # (rows, their waveforms at the drawn speed, the rate they were heard at)
         for choice, factor in enumerate(self.factors):
-            rows = (drawn == choice).nonzero().squeeze(1).tolist()
+            rows = (drawn == choice).nonzero().squeeze(1)  # (b,)
             played_at = round(self.sample_rate * factor)  # the samples are heard at this rate
-            if not rows or played_at == self.sample_rate:
-                continue
-            changed = resample(waveforms[rows], played_at, self.sample_rate)  # (b, N / f)
-            for i, row in enumerate(rows):
-                length = math.ceil(pieces[row][1] * self.sample_rate / played_at)
-                pieces[row] = (changed[i], min(length, changed.size(1)))
-        width = max(piece.size(0) for piece, _ in pieces)
-        out = waveforms.new_zeros(waveforms.size(0), width)
-        for row, (piece, length) in enumerate(pieces):
-            out[row, :length] = piece[:length]  # the resampled padding's ringing is left out
-        new_lengths = torch.tensor([length for _, length in pieces], device=mask.device)
-        return out, torch.arange(width, device=mask.device) < new_lengths[:, None]
+            if len(rows):
+                changed = resample(waveforms[rows], played_at, self.sample_rate)  # (b, N / f)
+                groups.append((rows, changed, played_at))
+        out = waveforms.new_zeros(waveforms.size(0), max(g[1].size(1) for g in groups))
+        lengths = torch.zeros_like(mask[:, 0], dtype=torch.long)  # (B,)
+        for rows, changed, played_at in groups:
+            out[rows, : changed.size(1)] = changed
+            stretched = -(-mask[rows].sum(1) * self.sample_rate // played_at)  # ceil(n / f)
+            lengths[rows] = stretched.clamp(max=changed.size(1))
+        new_mask = torch.arange(out.size(1), device=mask.device) < lengths[:, None]
+        return out * new_mask, new_mask  # the resampled padding's ringing is left out
 
 
 def normalize_per_utterance(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
