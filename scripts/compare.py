@@ -3,6 +3,7 @@
     python scripts/compare.py outputs/compare_scan/multiruns/<date>/* --out docs/comparisons/scan
     python scripts/compare.py --wandb-group compare_scan --wandb-project encdec --out report/
     python scripts/compare.py RUN_A RUN_B --significance      # paired bootstrap, A = baseline
+    python scripts/compare.py <seed-3 runs> --with-report <report of seeds 1-2> --out <report>
 
 Quality is each run's monitored metric on the test split (``test/exact_match`` for SCAN,
 ``test/bleu[_beamK]`` for translation); checkpoints were selected on val by training.
@@ -21,6 +22,7 @@ from encdec.reports.comparison import (
     summarise,
     write_csv,
 )
+from encdec.reports.pooled_rows import pool_rows, read_report_rows
 from encdec.utils.errors import UserError, exit_on_user_error
 
 
@@ -38,6 +40,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument(
         "--skip-unfinished", action="store_true", help="leave out (and list) unfinished runs"
+    )
+    parser.add_argument(
+        "--with-report",
+        type=Path,
+        help="a report dir whose rows the runs are pooled into (seeds of a later sitting); "
+        "its plots are not redrawn, as they need every run",
     )
     args = parser.parse_args()
     if args.wandb_group:
@@ -59,12 +67,17 @@ def main() -> None:
         print(paired_bootstrap(*runs, samples=args.samples))
         return
     rows = summarise(runs)
+    if args.with_report:
+        rows = pool_rows(read_report_rows(args.with_report), rows)
     table = markdown_table(rows)
     print(table)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "comparison.md").write_text(table)
         write_csv(rows, args.out / "comparison.csv")
+        if args.with_report:
+            print(f"no plots: the rows pooled from {args.with_report} keep no per-run values")
+            return
         for path in plot(runs, args.out):
             print(f"wrote {path}")
 

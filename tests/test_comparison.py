@@ -16,6 +16,7 @@ from encdec.reports.comparison import (
     read_wandb_group,
     summarise,
 )
+from encdec.reports.pooled_rows import pool_rows, pooled_spread, read_report_rows
 from encdec.utils.errors import UserError
 from tests.conftest import model_config as composed_model
 from tests.warm_cli import run_script
@@ -296,3 +297,49 @@ def test_significance_refuses_outputs_of_different_sources(tmp_path):
     refused = run_script("scripts/compare.py", str(baseline), str(other), "--significance")
     assert refused.returncode == 2
     assert refused.stderr.strip().count("\n") == 0 and "cannot be paired" in refused.stderr
+
+
+def test_a_report_pooled_with_later_seeds_equals_the_report_of_all_runs(tmp_path, runs):
+    first_sitting = tmp_path / "report"
+    made = run_script("scripts/compare.py", str(runs[0]), str(runs[2]), "--out", str(first_sitting))
+    assert made.returncode == 0, made.stderr
+    pooled = run_script(
+        "scripts/compare.py",
+        str(runs[1]),
+        str(runs[3]),
+        "--with-report",
+        str(first_sitting),
+        "--out",
+        str(tmp_path / "pooled"),
+    )
+    assert pooled.returncode == 0, pooled.stderr
+    assert "no plots" in pooled.stdout and not list((tmp_path / "pooled").glob("*.png"))
+    every_run = summarise([read_run_dir(path) for path in runs])
+    rows = read_report_rows(tmp_path / "pooled")
+    assert [(r["model"], r["runs"], r["seeds"]) for r in rows] == [
+        (LABELS["rnn"], 2, [1, 2]),
+        (LABELS["transformer"], 2, [1, 2]),
+    ]
+    for row, expected in zip(rows, every_run, strict=True):
+        for column in ("quality_mean", "quality_std", "bleu_mean", "bleu_std", "parameters"):
+            assert row[column] == pytest.approx(expected[column]), column
+    assert (tmp_path / "pooled" / "comparison.md").read_text() == markdown_table(every_run)
+
+
+def test_pooling_refuses_a_seed_twice_and_a_missing_report(tmp_path, runs):
+    rows = summarise([read_run_dir(path) for path in runs])
+    with pytest.raises(UserError, match=r"RNN \+ ContextRNN: seed \[1, 2\] is in the report"):
+        pool_rows(rows, rows[:1])
+    missing = run_script("scripts/compare.py", str(runs[0]), "--with-report", str(tmp_path))
+    assert missing.returncode == 2 and "no comparison.csv" in missing.stderr
+    (tmp_path / "comparison.csv").write_text("data,model\nscan/simple,x\n")
+    with pytest.raises(UserError, match=r"comparison.csv:2: not a comparison row"):
+        read_report_rows(tmp_path)
+
+
+def test_pooled_spread_equals_the_spread_of_all_values():
+    values = [3.0, 5.5, 4.0, 9.0, 1.5]
+    first, second = values[:2], values[2:]
+    groups = [(len(g), *comparison.mean_std(g)) for g in (first, second)]
+    assert pooled_spread(*groups) == pytest.approx(comparison.mean_std(values))
+    assert pooled_spread((1, 2.0, 0.0), (1, 4.0, 0.0)) == pytest.approx((3.0, math.sqrt(2)))
