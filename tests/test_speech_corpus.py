@@ -2,6 +2,7 @@
 whole speakers and one whole engine held out, deterministic per seed, built once."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import soundfile
 from encdec.data import speech_corpus
 from encdec.data.command_grammar import command_sentences
 from encdec.data.speech_corpus import build_speech_corpus, speaker_table
+from encdec.data.speech_readers import SynthesizedSpeechReader
 from encdec.utils.errors import UserError
 
 SPLITS = {"train": 3, "val": 1, "test": 1, "test_unseen_engine": 2}
@@ -67,6 +69,21 @@ def test_a_seed_makes_the_same_corpus_and_it_is_built_once(tmp_path, monkeypatch
     assert tiny_corpus(tmp_path / "a") == first
 
 
+def test_more_training_speakers_leave_the_held_out_voices_and_sentences_as_they_were(tmp_path):
+    texts = command_sentences({"train": 40, "val": 8, "test": 8}, seed=0)
+    plans = []
+    for train_speakers in (3, 9):
+        speakers = speaker_table({**SPLITS, "train": train_speakers}, "flite", seed=0)
+        jobs, manifests = speech_corpus.plan(tmp_path, texts, speakers, 3, 16000, seed=0)
+        plans.append((speakers, manifests, {job[0].name: job[4] for job in jobs}))
+    (few, few_rows, few_noise), (many, many_rows, many_noise) = plans
+    assert many["train"][:3] == few["train"] and len(many["train"]) == 9
+    for split in ("val", "test", "test_unseen_engine"):
+        assert many[split] == few[split]
+        assert many_rows[split] == few_rows[split]
+        assert all(many_noise[s.name] == few_noise[s.name] for s in few[split])
+
+
 def test_a_missing_synthesizer_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr(
         speech_corpus.shutil, "which", lambda name: None if name == "flite" else name
@@ -79,3 +96,12 @@ def test_a_missing_festival_voice_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setitem(speech_corpus.NAMED_VOICES, "festival", ("no_such_diphone",))
     with pytest.raises(UserError, match="festival failed on 3 sentences .*voice_no_such_diphone"):
         tiny_corpus(tmp_path)
+
+
+def test_utterances_per_speaker_per_split_must_name_every_split():
+    texts = partial(command_sentences, {"train": 40, "val": 8, "test": 8}, seed=0)
+    reader = SynthesizedSpeechReader(texts, SPLITS, {"train": 2, "val": 3, "test": 3,
+                                                     "test_unseen_engine": 3})  # fmt: skip
+    assert reader.utterances_per_speaker["train"] == 2
+    with pytest.raises(UserError, match=r"utterances_per_speaker gives no count for \['val'"):
+        SynthesizedSpeechReader(texts, SPLITS, {"train": 2})

@@ -40,7 +40,7 @@ from encdec.data.cached_directory import cached_directory
 from encdec.data.token_cache import digest_values
 from encdec.utils.errors import UserError
 
-FORMAT = 2  # bumped when the corpus's layout or synthesis changes
+FORMAT = 3  # bumped when the corpus's layout or synthesis changes (3: a generator per split)
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
                   "en-gb-x-gbcwmd", "en-029")  # fmt: skip
 ESPEAK_VARIANTS = (  # the human-sounding ones (no whisper, robot or croak)
@@ -100,16 +100,23 @@ def speaker_table(
     speakers_per_split: dict[str, int], held_out_engine: str, seed: int
 ) -> dict[str, list[Speaker]]:
     """Disjoint speakers per split of the seen engine(s), and ``test_unseen_engine``: speakers
-    of ``held_out_engine`` only, which no other split has."""
+    of ``held_out_engine`` only, which no other split has. Each split draws from its own
+    seeded generator, so more or fewer training speakers leave the val and test voices as
+    they were."""
     seen = [engine for engine in ENGINE_PROGRAMS if engine != held_out_engine]
-    rng = random.Random(seed)
     table: dict[str, list[Speaker]] = {}
     for split, count in speakers_per_split.items():
+        rng = split_random(seed, split)
         engines = [held_out_engine] if split == "test_unseen_engine" else seen
         table[split] = [
             draw_speaker(f"{split}-{i:03d}", engines[i % len(engines)], rng) for i in range(count)
         ]
     return table
+
+
+def split_random(seed: int, split: str) -> random.Random:
+    """The generator of one split's draws: seeded by the corpus seed and the split's name."""
+    return random.Random(f"{seed}/{split}")
 
 
 def scheme_string(text: str) -> str:
@@ -271,11 +278,12 @@ def plan(
     seed: int,
     distinct_sentences: bool = False,
 ) -> tuple[list[Job], dict[str, list[dict]]]:
-    """The synthesis jobs (one per speaker), and each split's manifest rows in job order."""
-    rng = random.Random(seed)
+    """The synthesis jobs (one per speaker), and each split's manifest rows in job order.
+    Each split draws its sentences and noise from its own seeded generator."""
     jobs: list[Job] = []
     manifests: dict[str, list[dict]] = {}
     for split, group in speakers.items():
+        rng = split_random(seed, split)
         sentences = texts["test" if split == "test_unseen_engine" else split]
         if not sentences:
             raise UserError(f"the speech corpus has no sentences for its {split} split")

@@ -171,17 +171,25 @@ class HFAudioReader:
 class SynthesizedSpeechReader:
     """The offline corpus: ``texts`` gives each split's sentences (a partial: the command
     grammar, or Multi30k's English side); speakers are drawn per split from ``seed``
-    (``speakers``: how many per split, ``test_unseen_engine`` those of the held-out engine)."""
+    (``speakers``: how many per split, ``test_unseen_engine`` those of the held-out engine);
+    each says ``utterances_per_speaker`` sentences (one count, or a count per split)."""
 
     def __init__(
         self,
         texts: Callable[[], dict[str, list[str]]],
         speakers: dict[str, int],
-        utterances_per_speaker: int,
+        utterances_per_speaker: int | dict[str, int],
         held_out_engine: str = "flite",
         sample_rate: int = 16000,
         seed: int = 0,
     ) -> None:
+        if not isinstance(utterances_per_speaker, int):
+            utterances_per_speaker = dict(utterances_per_speaker)
+            if missing := [split for split in speakers if split not in utterances_per_speaker]:
+                raise UserError(
+                    f"data.source.utterances_per_speaker gives no count for {missing} "
+                    f"(it has {sorted(utterances_per_speaker)})"
+                )
         self.texts, self.speakers = texts, dict(speakers)
         self.utterances_per_speaker, self.held_out_engine = utterances_per_speaker, held_out_engine
         self.sample_rate, self.seed = sample_rate, seed
