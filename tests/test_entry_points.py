@@ -134,9 +134,11 @@ def option_overrides(group: str, option: str) -> list[str]:
         overrides += ["data=synthesis_commands"]  # the audio's sample rate
     if group == "model/net/encoder" and takes_images(option):
         overrides += ["model=caption_attention", "data=caption_shapes"]
-    if group == "model/net/frontend":  # an audio front-end: a speech model
+    if group in ("model/net/frontend", "model/language_model"):  # a speech model's part
         overrides += ["model=speech_transformer"]
-    if group == "model/net/frontend" or (group == "model" and option.startswith("speech")):
+    if group in ("model/net/frontend", "model/language_model") or (
+        group == "model" and option.startswith("speech")
+    ):
         overrides += ["data=speech_commands"]  # the audio's sample rate
     return overrides
 

@@ -32,6 +32,7 @@ TINY_RECOGNIZER = [  # a tiny corpus and model of the default experiment
 ]
 TINY_SPEECH = [
     *TINY_RECOGNIZER,
+    "model/language_model=ngram",  # estimated on the training transcripts, kept in checkpoints
     "decoding.beam_size=2",
     "trainer.max_epochs=2",
     "trainer.max_time=null",
@@ -86,14 +87,22 @@ def test_evaluate_tests_on_the_held_out_engine(trained, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "test_metrics_ctc1.json").read_text())
     assert "test/wer_ctc1" in record["metrics"]
-    corpus = next((trained.parent / "cache").glob("speech-v*"))
+    corpus = next(p for p in (trained.parent / "cache").glob("speech-v*") if p.is_dir())
     flite = (corpus / "test_unseen_engine.jsonl").read_text().splitlines()
     assert len((tmp_path / "predictions" / "test_ctc1.txt").read_text().splitlines()) == len(flite)
+    fused = cli(
+        "encdec.evaluate", f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
+        "decoding.ctc_weight=0.3", "decoding.lm_weight=0.3", "logger=csv",
+        "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'fused'}",
+    )  # fmt: skip
+    assert fused.returncode == 0, fused.stderr[-3000:]
+    record = json.loads((tmp_path / "fused" / "test_metrics_beam2_ctc0.3_lm0.3.json").read_text())
+    assert "test/wer_beam2_ctc0.3_lm0.3" in record["metrics"]
 
 
 @pytest.mark.slow
 def test_transcribe_reads_any_rate_and_channels_and_scores_a_manifest(trained, tmp_path):
-    corpus = next((trained.parent / "cache").glob("speech-v*"))
+    corpus = next(p for p in (trained.parent / "cache").glob("speech-v*") if p.is_dir())
     row = json.loads((corpus / "test.jsonl").read_text().splitlines()[0])
     audio, rate = soundfile.read(corpus / row["audio_filepath"], dtype="float32")
     soundfile.write(tmp_path / "stereo.flac", np.stack([audio, audio], 1), rate)
@@ -110,6 +119,10 @@ def test_transcribe_reads_any_rate_and_channels_and_scores_a_manifest(trained, t
     lines = result.stdout.splitlines()
     assert len(lines) == 4 + 2 and lines[-2].startswith("WER ") and "CER" in lines[-2]
     assert lines[-1].startswith("real-time factor ")
+    fused = cli(
+        "encdec.transcribe", ckpt, f"audio={tmp_path / 'mono.wav'}", "decoding.lm_weight=0.5"
+    )
+    assert fused.returncode == 0 and len(fused.stdout.splitlines()) == 1, fused.stderr
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ import torch
 
 from encdec.decoding.ctc_best_path import ctc_best_path
 from encdec.decoding.ctc_prefix_score import CTCPrefixScorer
+from encdec.decoding.ngram_language_model import NgramScorer
 from encdec.modules.interface import Reorderable
 from encdec.utils.errors import UserError
 
@@ -322,14 +323,23 @@ class DecodingConfig:
     top_p: float = 1.0  # 1.0: every token
     seed: int = 0
     ctc_weight: float = 0.0  # joint CTC/attention search: the CTC prefix scorer's weight
+    lm_weight: float = 0.0  # shallow fusion: the n-gram language model's weight (beam search)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
             raise UserError(f"decoding.beam_size must be >= 1, got {self.beam_size}")
         if not 0 <= self.ctc_weight <= 1:
             raise UserError(f"decoding.ctc_weight must be in [0, 1], got {self.ctc_weight}")
-        if self.sample and self.ctc_weight > 0:
-            raise UserError("decoding.sample=true draws from the decoder alone: ctc_weight=0")
+        if not 0 <= self.lm_weight <= 1 - self.ctc_weight:
+            raise UserError(
+                f"decoding.lm_weight must be in [0, 1 - ctc_weight] (the decoder's weight is "
+                f"1 - ctc_weight - lm_weight), got {self.lm_weight} with ctc_weight "
+                f"{self.ctc_weight}"
+            )
+        if self.sample and self.ctc_weight + self.lm_weight > 0:
+            raise UserError(
+                "decoding.sample=true draws from the decoder alone: ctc_weight=0, lm_weight=0"
+            )
         if self.sample:
             self._check_sampling()
         elif not 1 <= self.n_best <= self.beam_size:
@@ -355,11 +365,13 @@ class DecodingConfig:
     @property
     def suffix(self) -> str:
         """Metric-name suffix saying how output was decoded: '' (greedy), '_beam5',
-        '_sample', and '_ctc0.3' after either search with the CTC prefix scorer."""
+        '_sample', then '_ctc0.3' with the CTC prefix scorer and '_lm0.2' with the language
+        model."""
         if self.sample:
             return "_sample"
         search = "" if self.beam_size == 1 else f"_beam{self.beam_size}"
-        return search + (f"_ctc{self.ctc_weight:g}" if self.ctc_weight > 0 else "")
+        search += f"_ctc{self.ctc_weight:g}" if self.ctc_weight > 0 else ""
+        return search + (f"_lm{self.lm_weight:g}" if self.lm_weight > 0 else "")
 
     def updated(self, settings: Mapping[str, Any]) -> "DecodingConfig":
         """This config with ``settings`` applied; a ``None`` keeps this config's value (the
@@ -375,17 +387,35 @@ def decode(
     max_length_cap: int,
 ) -> list[list[Hypothesis]]:
     """Greedy search, sampling or beam search as ``config`` says; n-best lists per sentence,
-    best first (samples: by their log-probability)."""
+    best first (samples: by their log-probability). With a language model weight, search is
+    beam search, also at beam size 1."""
     max_lengths = max_output_lengths(src_mask, config.max_len_a, config.max_len_b, max_length_cap)
     if config.sample:
         return sample(model, src, src_mask, max_lengths, config)
+    fusion = language_model_scorers(model, config, src.size(0), src.device)
     if config.ctc_weight > 0:
-        return joint_ctc_search(model, src, src_mask, max_lengths, config)
-    if config.beam_size == 1:
+        return joint_ctc_search(model, src, src_mask, max_lengths, config, fusion)
+    if config.beam_size == 1 and not fusion:
         return [[h] for h in greedy_search(model, src, src_mask, max_lengths)]
     return beam_search(
-        model, src, src_mask, max_lengths, config.beam_size, config.length_penalty, config.n_best
-    )
+        model, src, src_mask, max_lengths, config.beam_size, config.length_penalty,
+        config.n_best, scorers=fusion,
+    )  # fmt: skip
+
+
+def language_model_scorers(
+    model: Any, config: DecodingConfig, batch: int, device: torch.device
+) -> list[tuple[float, PrefixScorer]]:
+    """The language model's scorer at ``config.lm_weight`` (none at weight 0)."""
+    if config.lm_weight == 0:
+        return []
+    language_model = getattr(model, "language_model", None)
+    if language_model is None:
+        raise UserError(
+            "decoding.lm_weight > 0 needs a language model: train with model.language_model "
+            "set (e.g. model/language_model=ngram)"
+        )
+    return [(config.lm_weight, NgramScorer(language_model, batch, device))]
 
 
 def joint_ctc_search(
@@ -394,9 +424,11 @@ def joint_ctc_search(
     src_mask: torch.Tensor,
     max_lengths: torch.Tensor,
     config: DecodingConfig,
+    fusion: Sequence[tuple[float, PrefixScorer]] = (),
 ) -> list[list[Hypothesis]]:
     """Beam search with the CTC prefix scorer at ``config.ctc_weight`` (Watanabe et al.
-    2017); at weight 1 with beam size 1, CTC's best path (the decoder is not consulted)."""
+    2017) and the ``fusion`` scorers; at weight 1 with beam size 1, CTC's best path (the
+    decoder is not consulted)."""
     if getattr(model, "ctc_head", None) is None:
         raise UserError("decoding.ctc_weight > 0 needs a model with a CTC head (model.net.ctc)")
     memory, log_probs, lengths = model.encode_with_ctc(src, src_mask)
@@ -407,7 +439,7 @@ def joint_ctc_search(
     max_lengths = torch.minimum(max_lengths, lengths + 1)  # CTC: a token per frame at most, + EOS
     return beam_search(
         model, src, src_mask, max_lengths, config.beam_size, config.length_penalty,
-        config.n_best, scorers=[(config.ctc_weight, scorer)], memory=memory,
+        config.n_best, scorers=[(config.ctc_weight, scorer), *fusion], memory=memory,
     )  # fmt: skip
 
 

@@ -43,6 +43,7 @@ class Network(nn.Module):
         super().__init__()
         self.source_vocab_size, self.target_vocab_size = source_vocab_size, target_vocab_size
         self.tokenizer: Any = None  # a Seq2SeqTokenizer, attached by whoever built the network
+        self.language_model: Any = None  # an NgramLanguageModel for shallow fusion, where trained
         self.decoding = DecodingConfig()
 
     @property
@@ -125,9 +126,9 @@ class Network(nn.Module):
 def ctc_only_decoding(decoding: DecodingConfig) -> DecodingConfig:
     """How a network without a decoder decodes: CTC's best path (a beam over CTC alone would
     need a decoder to extend its hypotheses)."""
-    if decoding.beam_size > 1 or decoding.sample:
+    if decoding.beam_size > 1 or decoding.sample or decoding.lm_weight > 0:
         raise UserError(
             "a CTC-only model (model.net.decoder=null) decodes by CTC's best path: "
-            "decoding.beam_size=1, decoding.sample=false"
+            "decoding.beam_size=1, decoding.sample=false, decoding.lm_weight=0"
         )
     return replace(decoding, ctc_weight=1.0)

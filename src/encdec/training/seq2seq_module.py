@@ -28,6 +28,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import Metric
 
 from encdec.data.tokenization import Seq2SeqTokenizer
+from encdec.decoding.ngram_language_model import NgramLanguageModel
 from encdec.decoding.search import DecodingConfig
 from encdec.metrics.text import TeacherForcedMetrics, TextMetrics
 from encdec.networks.loading import CHECKPOINT_FORMAT, check_model_checkpoint
@@ -53,6 +54,7 @@ class Seq2SeqModule(L.LightningModule):
         encoder_lr: float | None = None,
         attention_regularization: float = 0.0,
         ctc_weight: float = 0.0,
+        language_model: Callable[..., NgramLanguageModel] | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -76,6 +78,7 @@ class Seq2SeqModule(L.LightningModule):
         self.image_settings: dict[str, Any] | None = None  # how the data prepared images
         self.test_predictions: dict[int, str] = {}
         self.training_forward = self.net.teacher_forced  # torch.compile'd by compile_training()
+        self.language_model_factory = language_model  # estimated on the training targets
 
     # ---- what the network holds ----
     @property
@@ -111,6 +114,22 @@ class Seq2SeqModule(L.LightningModule):
                     metric.set_document_frequencies(datamodule.training_references())
         if hasattr(datamodule, "image_settings"):
             self.image_settings = datamodule.image_settings()
+        if self.language_model_factory is not None and self.net.language_model is None:
+            self.net.language_model = self.estimate_language_model(datamodule)
+
+    def estimate_language_model(self, datamodule: Any) -> NgramLanguageModel:
+        """``model.language_model`` estimated on the training targets, tokenized."""
+        if not hasattr(datamodule, "tokenizer_corpus"):
+            raise UserError("model.language_model needs data with training targets to count")
+        _, targets, _ = datamodule.tokenizer_corpus()
+        net = self.net
+        return self.language_model_factory(
+            sentences=self.tokenizer.encode_target(list(targets)),
+            vocab_size=net.target_vocab_size,
+            bos_id=net.bos_id,
+            eos_id=net.eos_id,
+            impossible=(net.pad_id, net.bos_id),
+        )
 
     # ---- checkpoints ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -124,6 +143,8 @@ class Seq2SeqModule(L.LightningModule):
             checkpoint["data"] = self.data_config
         checkpoint["image_settings"] = self.image_settings
         checkpoint["best_val"] = dict(self.best_val)  # best-so-far metrics survive a resume
+        if self.net.language_model is not None:
+            checkpoint["language_model"] = self.net.language_model.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_model_checkpoint(checkpoint, "this checkpoint")
@@ -132,6 +153,8 @@ class Seq2SeqModule(L.LightningModule):
         self.best_val = dict(checkpoint.get("best_val", {}))
         self.data_config = checkpoint.get("data", self.data_config)
         self.image_settings = checkpoint.get("image_settings", self.image_settings)
+        if "language_model" in checkpoint:
+            self.net.language_model = NgramLanguageModel.from_dict(checkpoint["language_model"])
         if self._trainer is None:  # inference: decode as training did, unless told otherwise
             self.decoding = DecodingConfig(**checkpoint.get("decoding", {}))
 
