@@ -33,6 +33,16 @@ def test_every_config_validates(tmp_path, group, option):
         (["callbacks.early_stopping.patience=x"], "patience='x': expected an integer"),
         (["trainer.precision=17"], "trainer.precision=17: expected one of"),
         (["+decoding.beam=4"], "unknown key 'decoding.beam'; did you mean 'beam_size'"),
+        (["decoding.lm_weight=-0.1"], r"decoding.lm_weight=-0.1: must be in \[0, 1\]"),
+        (
+            [
+                "model=speech_transformer",
+                "data=speech_commands",
+                "model/language_model=ngram",
+                "model.language_model.order=0",
+            ],
+            r"model.language_model.order=0: must be in \[1, inf\)",
+        ),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, overrides, message):

@@ -48,6 +48,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "num_workers": (0, math.inf, True, False),
     "attention_regularization": (0, math.inf, True, False),
     "ctc_weight": (0, 1, True, True),
+    "lm_weight": (0, 1, True, True),
     "temperature": (0, math.inf, False, False),
     "top_k": (0, math.inf, True, False),
     "top_p": (0, 1, False, True),
@@ -56,6 +57,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
         for name in (
             "beam_size",
             "n_best",
+            "order",
             "max_tokens",
             "max_length",
             "vocab_size",
