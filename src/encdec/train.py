@@ -26,6 +26,7 @@ from encdec.launch.distributed import (
     end_distributed_job,
     start_ranks_as_this_job,
 )
+from encdec.launch.precision import fit_precision_to_machine
 from encdec.launch.resuming import resume_checkpoint
 from encdec.launch.validation import check_devices, validate_config
 from encdec.networks.loading import read_checkpoint
@@ -154,6 +155,7 @@ def start_run(cfg: DictConfig) -> Path:
     L.seed_everything(cfg.seed, workers=True)
     check_output_dir(output_dir, cfg.paths.min_free_gb)
     log.info("%s", loaded_libraries())
+    fit_precision_to_machine(cfg.trainer)  # before the config is saved: what the run does
     print_config_tree(cfg, output_dir / "config.yaml")
     validate_config(cfg)
     check_devices(cfg.trainer)
