@@ -11,7 +11,8 @@ default), in a fresh process of its own (so peak memory is that family's), at it
   tokens/s over ``--steps`` batches after ``--warmup`` batches;
 - the FLOPs of those same batches (forward + backward, counted by ``torch.utils.flop_counter``:
   every matmul and attention, the 6·params·tokens of the textbook plus attention) per second,
-  and their ratio to the fp32 and bf16 matmul peaks measured in the same process (MFU);
+  and their ratio to the fp32 and bf16 matmul peaks measured in the same process (MFU; no bf16
+  peak on a CPU without bf16 units, where a bf16 matmul is emulated);
 - peak memory: RSS of the process, and CUDA max allocated on a GPU;
 - with a checkpoint: greedy and beam-5 decoding of test_2016_flickr in batches of
   ``--decode-batch-size`` sentences at ``--decode-precision`` (sentences/s inside the process,
@@ -44,6 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from encdec.data.tokenization import PAD_ID
 from encdec.decoding.search import DECODING_PRECISIONS, DecodingConfig, decoding_autocast
 from encdec.inference.translator import Translator
+from encdec.launch.precision import cpu_has_native_bf16
 from encdec.train import build_data_and_model
 from encdec.utils.config import CONFIG_DIR, compose
 from encdec.utils.preload import first_cpu_info
@@ -269,15 +271,15 @@ def run_family(args: argparse.Namespace) -> dict[str, Any]:
         *args.override,
     ]
     cfg = compose("train", overrides, Path(tempfile.mkdtemp()))  # no run dir is written
-    peaks = {
-        "fp32": matmul_peak(device, torch.float32),
-        "bf16": matmul_peak(device, torch.bfloat16),
-    }
+    peaks = {"fp32": matmul_peak(device, torch.float32)}
+    if device.type == "cuda" or cpu_has_native_bf16():  # emulated bf16 has no peak to speak of
+        peaks["bf16"] = matmul_peak(device, torch.bfloat16)
     result: dict[str, Any] = {"family": args.family, "precision": args.precision}
     datamodule, model = build_data_and_model(cfg)
     result |= measure_training(cfg, datamodule, model, args, device)
     result |= {f"matmul_peak_{k}_flops_per_s": v for k, v in peaks.items()}
     result |= {f"mfu_{k}": result["flops_per_s"] / v for k, v in peaks.items()}
+    result.setdefault("mfu_bf16", None)  # a CPU without bf16 units
     if args.family in args.ckpt:
         result |= measure_decoding(datamodule, args, device)
     return result
@@ -303,6 +305,9 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     def number(value: Any, digits: int = 0) -> str:
         return "–" if value is None else f"{value:,.{digits}f}"
 
+    def percent(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1%}"
+
     header = (
         "| family | params | target tok/s | src+tgt tok/s | padding | GFLOP/s | MFU fp32 | "
         "MFU bf16 | peak RSS MiB | CUDA MiB | greedy sent/s | greedy BLEU | greedy process s "
@@ -313,7 +318,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
         rows.append(
             f"| {r['family']} | {r['parameters'] / 1e6:.2f} M | {number(r['target_tokens_per_s'])} "
             f"| {number(r['tokens_per_s'])} | {r['padding_fraction']:.1%} "
-            f"| {number(r['flops_per_s'] / 1e9)} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} "
+            f"| {number(r['flops_per_s'] / 1e9)} | {r['mfu_fp32']:.1%} | {percent(r['mfu_bf16'])} "
             f"| {number(r['peak_rss_mib'])} | {number(r['cuda_max_allocated_mib'])} "
             f"| {number(r.get('greedy_sentences_per_s'), 1)} | {number(r.get('greedy_bleu'), 1)} "
             f"| {number(r.get('greedy_process_seconds'), 1)} "

@@ -68,12 +68,14 @@ def trained(tmp_path_factory) -> Path:
 def test_training_selects_on_val_wer_and_reports_wer_cer_and_real_time_factor(trained):
     config = OmegaConf.load(trained / "config.yaml")
     assert config.monitor == "val/wer" and config.callbacks.model_checkpoint.mode == "min"
-    record = json.loads((trained / "test_metrics_beam2_ctc0.3.json").read_text())
-    assert {"test/wer_beam2_ctc0.3", "test/cer_beam2_ctc0.3"} <= set(record["metrics"])
+    record = json.loads((trained / "test_metrics_beam2_ctc0.3_lm0.45.json").read_text())
+    assert {"test/wer_beam2_ctc0.3_lm0.45", "test/cer_beam2_ctc0.3_lm0.45"} <= set(
+        record["metrics"]
+    )
     assert record["real_time_factor"] > 0 and "normalized text" in record["signature"]
     assert list((trained / "samples" / "audio").glob("*.wav"))  # the val samples' audio
     assert list((trained / "attention").glob("*.png"))  # attention over the spectrogram
-    lines = (trained / "predictions" / "test_beam2_ctc0.3.txt").read_text().splitlines()
+    lines = (trained / "predictions" / "test_beam2_ctc0.3_lm0.45.txt").read_text().splitlines()
     assert len(lines) == 4  # the test speaker's utterances
 
 
@@ -82,6 +84,7 @@ def test_evaluate_tests_on_the_held_out_engine(trained, tmp_path):
     result = cli(
         "encdec.evaluate", f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
         "test_split=test_unseen_engine", "decoding.ctc_weight=1.0", "decoding.beam_size=1",
+        "decoding.lm_weight=0",  # CTC's best path alone (the experiment fuses its n-gram model)
         "logger=csv", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -156,5 +159,5 @@ def test_compare_reports_a_speech_run_by_its_wer(trained, tmp_path):
     result = run_script("scripts/compare.py", str(trained), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "Transformer + Transformer" in line)
-    assert "test/wer_beam2_ctc0.3" in row
+    assert "test/wer_beam2_ctc0.3_lm0.45" in row
     assert (tmp_path / "val_curves.png").is_file()  # the val WER curve
