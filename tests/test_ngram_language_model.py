@@ -59,6 +59,16 @@ def test_seen_word_order_is_more_probable_and_the_model_survives_a_checkpoint():
         assert loaded.sentence_log_prob(sentence) == model.sentence_log_prob(sentence)
 
 
+def test_the_context_cache_keeps_the_most_recent_and_gives_the_same_values():
+    model, fresh = counted_model(3), counted_model(3)
+    model.cache_size = 2
+    contexts = [(BOS, BOS), (BOS, A), (A, B), (BOS, A), (B, B)]
+    for context in contexts:
+        assert torch.equal(model.log_probs(context), fresh.log_probs(context))
+        assert len(model._cache) <= 2
+    assert list(model._cache) == [(BOS, A), (B, B)]  # (A, B) was the least recently used
+
+
 def test_beam_search_with_the_model_alone_finds_its_most_probable_sentence():
     model, search_model = counted_model(3), Uniform()
     src, mask = torch.ones(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool)

@@ -10,9 +10,13 @@ the lower ones continuation counts (in how many distinct contexts a k-gram follo
 token), and below the unigrams every possible token is equally likely: no token the model may
 choose is ever impossible. The model keeps the n-gram counts only (``to_dict``), from which
 the lower orders follow, so it travels in a checkpoint as one integer tensor.
+
+A context's distribution is computed once and kept while it is among the most recently used
+(at most ``CACHE_BYTES`` of them), so a long decode at corpus scale does not grow memory
+without bound.
 """
 
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -22,6 +26,7 @@ import torch
 from encdec.utils.errors import UserError
 
 Context = tuple[int, ...]
+CACHE_BYTES = 256 * 2**20  # the recently used contexts' log-probabilities kept (float32 rows)
 
 
 @dataclass
@@ -56,7 +61,8 @@ class NgramLanguageModel:
         possible = torch.ones(vocab_size, dtype=torch.bool)
         possible[list(self.impossible)] = False
         self.uniform = possible.double() / possible.sum()  # (V,)
-        self._cache: dict[Context, torch.Tensor] = {}
+        self._cache: OrderedDict[Context, torch.Tensor] = OrderedDict()  # least recent first
+        self.cache_size = max(1, CACHE_BYTES // (4 * vocab_size))  # contexts kept
 
     @classmethod
     def estimate(
@@ -83,7 +89,9 @@ class NgramLanguageModel:
     def log_probs(self, context: Context) -> torch.Tensor:
         """log P(token | ``context``, its last n-1 tokens) for every token: (V,), float32."""
         context = context[len(context) - self.order + 1 :] if self.order > 1 else ()
-        if context not in self._cache:
+        if context in self._cache:
+            self._cache.move_to_end(context)
+        else:
             probs = self.uniform.clone()
             for k in range(1, self.order + 1):  # unigrams first, each order on the one below
                 shorter = context[len(context) - k + 1 :] if k > 1 else ()
@@ -92,6 +100,8 @@ class NgramLanguageModel:
                     probs *= seen.backoff
                     probs.index_add_(0, seen.tokens, seen.discounted)
             self._cache[context] = probs.log().float()
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return self._cache[context]
 
     def sentence_log_prob(self, sentence: Sequence[int]) -> float:
@@ -135,7 +145,10 @@ def kneser_ney_levels(
 
 
 def discounted(by_context: dict[Context, dict[int, int]]) -> dict[Context, Distribution]:
-    """Absolute discounting with this order's ``D = n1 / (n1 + 2 n2)`` (Ney et al. 1994)."""
+    """Absolute discounting with this order's ``D = n1 / (n1 + 2 n2)`` (Ney et al. 1994),
+    kept within [0.1, 0.9]: on a tiny corpus n1 or n2 may be 0 or 1, and D of 0 (no mass left
+    for the lower orders, so unseen tokens impossible) or near 1 (seen counts all but erased)
+    would come from a count or two, not from the data."""
     every = Counter(c for following in by_context.values() for c in following.values())
     n1, n2 = every[1], every[2]
     discount = n1 / (n1 + 2 * n2) if n1 + 2 * n2 > 0 else 0.5

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from encdec.data.tokenization import Seq2SeqTokenizer
-from encdec.decoding.ngram_language_model import NgramLanguageModel
 from encdec.decoding.search import DecodingConfig
 from encdec.networks.loading import load_checkpoint_network, read_checkpoint
 from encdec.networks.network import Network
@@ -21,6 +20,5 @@ def load_network(path: str | Path, map_location: str = "cpu") -> tuple[Network, 
         raise UserError(f"'{path}' holds no tokenizer")
     network.attach_tokenizer(Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"]))
     network.decoding = DecodingConfig(**checkpoint.get("decoding", {}))
-    if "language_model" in checkpoint:
-        network.language_model = NgramLanguageModel.from_dict(checkpoint["language_model"])
+    network.attach_language_model(checkpoint)
     return network.to(map_location), checkpoint

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from encdec.decoding.ngram_language_model import NgramLanguageModel
 from encdec.decoding.search import (
     DecodingConfig,
     Hypothesis,
@@ -43,7 +44,7 @@ class Network(nn.Module):
         super().__init__()
         self.source_vocab_size, self.target_vocab_size = source_vocab_size, target_vocab_size
         self.tokenizer: Any = None  # a Seq2SeqTokenizer, attached by whoever built the network
-        self.language_model: Any = None  # an NgramLanguageModel for shallow fusion, where trained
+        self.language_model: NgramLanguageModel | None = None  # shallow fusion, where trained
         self.decoding = DecodingConfig()
 
     @property
@@ -99,6 +100,11 @@ class Network(nn.Module):
                 f"{self.vocab_sizes()}"
             )
         self.tokenizer = tokenizer
+
+    def attach_language_model(self, checkpoint: dict[str, Any]) -> None:
+        """The n-gram language model a checkpoint carries, where training counted one."""
+        if "language_model" in checkpoint:
+            self.language_model = NgramLanguageModel.from_dict(checkpoint["language_model"])
 
     def generate(
         self, src: torch.Tensor, src_mask: torch.Tensor, decoding: DecodingConfig | None = None

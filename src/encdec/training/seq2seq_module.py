@@ -153,8 +153,7 @@ class Seq2SeqModule(L.LightningModule):
         self.best_val = dict(checkpoint.get("best_val", {}))
         self.data_config = checkpoint.get("data", self.data_config)
         self.image_settings = checkpoint.get("image_settings", self.image_settings)
-        if "language_model" in checkpoint:
-            self.net.language_model = NgramLanguageModel.from_dict(checkpoint["language_model"])
+        self.net.attach_language_model(checkpoint)
         if self._trainer is None:  # inference: decode as training did, unless told otherwise
             self.decoding = DecodingConfig(**checkpoint.get("decoding", {}))
 
