@@ -158,6 +158,8 @@ def test_translate_refuses_a_speech_recognizer(trained):
 def test_compare_reports_a_speech_run_by_its_wer(trained, tmp_path):
     result = run_script("scripts/compare.py", str(trained), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    row = next(line for line in result.stdout.splitlines() if "Transformer + Transformer" in line)
+    row = next(
+        line for line in result.stdout.splitlines() if "Conformer + Transformer" in line
+    )  # the default job's encoder and decoder
     assert "test/wer_beam2_ctc0.3_lm0.45" in row
     assert (tmp_path / "val_curves.png").is_file()  # the val WER curve
