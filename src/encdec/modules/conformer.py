@@ -24,16 +24,7 @@ from encdec.modules.attention import MultiHeadAttention
 from encdec.modules.dropout import Dropout
 from encdec.modules.embeddings import build_positions
 from encdec.modules.interface import Encoded
-from encdec.modules.transformer import Residual, padding_mask
-
-
-class SwishFeedForward(nn.Sequential):
-    """Linear -> Swish -> dropout -> Linear: the Conformer's feed-forward module."""
-
-    def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
-        super().__init__(
-            nn.Linear(dim, ff_dim), nn.SiLU(), Dropout(dropout), nn.Linear(ff_dim, dim)
-        )
+from encdec.modules.transformer import FeedForward, Residual, padding_mask
 
 
 class ConvolutionModule(nn.Module):
@@ -68,10 +59,10 @@ class ConformerBlock(nn.Module):
         attention_dropout: float,
     ) -> None:
         super().__init__()
-        self.feed_forward_in = SwishFeedForward(dim, ff_dim, dropout)
+        self.feed_forward_in = FeedForward(dim, ff_dim, dropout, nn.SiLU)
         self.self_attention = MultiHeadAttention(dim, num_heads, attention_dropout)
         self.convolution = ConvolutionModule(dim, kernel_size)
-        self.feed_forward_out = SwishFeedForward(dim, ff_dim, dropout)
+        self.feed_forward_out = FeedForward(dim, ff_dim, dropout, nn.SiLU)
         self.feed_forward_in_residual = Residual(dim, dropout, norm_first=True)
         self.attention_residual = Residual(dim, dropout, norm_first=True)
         self.convolution_residual = Residual(dim, dropout, norm_first=True)

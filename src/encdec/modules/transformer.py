@@ -56,9 +56,13 @@ class TransformerState:
 
 
 class FeedForward(nn.Sequential):
-    def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
+    """Linear -> activation (ReLU; the Conformer's Swish) -> dropout -> Linear."""
+
+    def __init__(
+        self, dim: int, ff_dim: int, dropout: float, activation: type[nn.Module] = nn.ReLU
+    ) -> None:
         super().__init__(
-            nn.Linear(dim, ff_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ff_dim, dim)
+            nn.Linear(dim, ff_dim), activation(), Dropout(dropout), nn.Linear(ff_dim, dim)
         )
 
 
