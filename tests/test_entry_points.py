@@ -130,7 +130,9 @@ def option_overrides(group: str, option: str) -> list[str]:
         overrides += [SPEECH_SOURCES["speech_multi30k"]]
     if group in ("model/net/prenet", "model/net/postnet"):  # a speech synthesizer's parts
         overrides += ["model=tacotron"]
-    if group in ("model/net/prenet", "model/net/postnet") or option in SYNTHESIZERS:
+    if group in ("model/net/prenet", "model/net/postnet", "data/text_frontend") or (
+        option in SYNTHESIZERS
+    ):
         overrides += ["data=synthesis_commands"]  # the audio's sample rate
     if group == "model/net/encoder" and takes_images(option):
         overrides += ["model=caption_attention", "data=caption_shapes"]

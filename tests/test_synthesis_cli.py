@@ -9,6 +9,8 @@ import pytest
 import soundfile
 from omegaconf import OmegaConf
 
+from encdec.data.tokenization import Seq2SeqTokenizer
+from encdec.networks.loading import read_checkpoint
 from tests.test_speech_cli import TINY_RECOGNIZER, cli, trained_run
 from tests.warm_cli import run_module, run_script
 
@@ -131,3 +133,19 @@ def test_a_recognizer_judges_the_synthesized_speech(synthesizer, tmp_path):
     assert (tmp_path / "judged" / "synthesized" / "0.wav").is_file()
     assert (tmp_path / "judged" / "vocoded_reference" / "0.wav").is_file()
     assert "CER ratio (synthesized / reference)" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_synthesizer_reading_phonemes_trains_and_speaks(tmp_path):
+    run = trained_run(tmp_path, [*TINY_SYNTHESIS, "data/text_frontend=phonemes"])
+    checkpoint = read_checkpoint(run / "checkpoints" / "best.ckpt")
+    assert checkpoint["data"]["text_frontend"]["_target_"].endswith("EspeakPhonemes")
+    vocabulary = Seq2SeqTokenizer.from_dict(checkpoint["tokenizer"]).source.get_vocab()
+    assert {"ˈ", "ɛ"} <= set(vocabulary) and "w" in vocabulary  # "walk": wˈɔːk
+    ckpt = f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}"
+    result = cli("encdec.speak", ckpt, 'text="Walk LEFT"', f"out={tmp_path / 'walk.wav'}")
+    assert result.returncode == 0, result.stderr
+    assert len(soundfile.read(tmp_path / "walk.wav")[0]) > 0
+    result = cli("encdec.speak", ckpt, "text=a big house", f"out={tmp_path / 'h.wav'}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "text 0 has phonemes the model was not trained on: 'b' 'h'" in result.stderr

@@ -4,14 +4,13 @@ manifests, Hugging Face audio datasets; audio decoded in the workers, batches un
 ``max_frames`` 10-ms frames, over-long training clips left out and counted, undecodable audio
 skipped from its batch).
 
-What differs: the text is the source, normalized (``normalize_for_synthesis``: NFKC, lowercase,
-whitespace collapsed; punctuation is kept, since it shapes the prosody) and read as characters
-by a joint tokenizer trained on the training texts; the waveform is the target (the network
+What differs: the text is the source, read through a text frontend (``text_frontends``: its
+normalized characters, or espeak-ng's phonemes for it) one symbol at a time by a joint
+tokenizer trained on the training texts; the waveform is the target (the network
 computes its log-mel frames itself, with the recognizer's front-end), its leading and trailing
 silence trimmed.
 """
 
-import unicodedata
 from typing import Any
 
 import torch
@@ -20,13 +19,9 @@ from encdec.data.audio import trim_silence
 from encdec.data.collate import source_batch
 from encdec.data.speech import SpeechDataModule, round_up
 from encdec.data.speech_readers import Utterance
+from encdec.data.text_frontends import Characters, TextFrontend
 from encdec.data.tokenization import Seq2SeqTokenizer
 from encdec.utils.errors import UserError
-
-
-def normalize_for_synthesis(text: str) -> str:
-    """The form texts are synthesized from: "A  Dog's toy-box!" -> "a dog's toy-box!"."""
-    return " ".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
 def collate_synthesis(
@@ -59,9 +54,15 @@ class SynthesisDataModule(SpeechDataModule):
     (``trim_silence_db``: windows that far under the loudest are silence; null: keep it): what
     the model learns to say, and what synthesis is scored against."""
 
-    def __init__(self, trim_silence_db: float | None = 40.0, **settings: Any) -> None:
+    def __init__(
+        self,
+        text_frontend: TextFrontend | None = None,  # None: characters
+        trim_silence_db: float | None = 40.0,
+        **settings: Any,
+    ) -> None:
         super().__init__(**settings)  # SpeechDataModule's settings
-        self.tokenizer_settings["joint"] = True  # one character vocabulary, read as the source
+        self.tokenizer_settings["joint"] = True  # one symbol vocabulary, read as the source
+        self.text_frontend = text_frontend or Characters()
         self.trim_silence_db = trim_silence_db
 
     def trimmed(self, wave: torch.Tensor) -> torch.Tensor:
@@ -76,13 +77,13 @@ class SynthesisDataModule(SpeechDataModule):
         return collate_synthesis(trimmed, multiple)
 
     def tokenizer_texts(self) -> tuple[list[str], list[str]]:
-        """The training texts, normalized: characters, one joint vocabulary."""
-        texts = [normalize_for_synthesis(u.text) for u in self.utterances("train")]
+        """The training texts through the text frontend: one joint vocabulary of its symbols."""
+        texts = self.text_frontend([u.text for u in self.utterances("train")])
         return texts, texts
 
     def token_ids(self, tokenizer: Seq2SeqTokenizer, utterances: list[Utterance]) -> list:
-        """Each utterance's text, normalized for synthesis, as source ids."""
-        return tokenizer.encode_source([normalize_for_synthesis(u.text) for u in utterances])
+        """Each utterance's text, through the text frontend, as source ids."""
+        return tokenizer.encode_source(self.text_frontend([u.text for u in utterances]))
 
     def mel_statistics_clips(self, count: int = 200) -> list[torch.Tensor]:
         """The waveforms of the first ``count`` training utterances that decode: what the

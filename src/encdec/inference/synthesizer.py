@@ -1,26 +1,34 @@
-"""Speaking raw strings with a speech synthesis network, without Lightning: text normalized as
-training read it, characters checked against the vocabulary, greedy synthesis to log-mel frames,
-Griffin-Lim to a waveform."""
+"""Speaking raw strings with a speech synthesis network, without Lightning: text through the
+text frontend training read it with (characters or phonemes), symbols checked against the
+vocabulary, greedy synthesis to log-mel frames, Griffin-Lim to a waveform."""
 
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from encdec.data.collate import source_batch
-from encdec.data.synthesis import normalize_for_synthesis
+from encdec.data.text_frontends import Characters, TextFrontend
 from encdec.decoding.continuous import Synthesized
 from encdec.inference.loading import load_network
 from encdec.modules.vocoder import GriffinLim
 from encdec.networks.text_to_speech import TextToSpeech
+from encdec.utils.config import instantiate
 from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import SPECIAL_TOKENS
 
 
 class Synthesizer:
-    def __init__(self, network: TextToSpeech, griffin_lim_iterations: int = 32) -> None:
+    def __init__(
+        self,
+        network: TextToSpeech,
+        griffin_lim_iterations: int = 32,
+        text_frontend: TextFrontend | None = None,  # None: characters
+    ) -> None:
         if network.tokenizer is None:
             raise RuntimeError("this network has no tokenizer attached (attach_tokenizer)")
         self.network = network
+        self.text_frontend = text_frontend or Characters()
         device = next(network.parameters()).device
         self.vocoder = GriffinLim(network.mel, griffin_lim_iterations).to(device)
         vocabulary = network.tokenizer.source.get_vocab()
@@ -30,38 +38,42 @@ class Synthesizer:
     def from_checkpoint(
         cls, path: str | Path, map_location: str = "cpu", griffin_lim_iterations: int = 32
     ) -> "Synthesizer":
-        network, _ = load_network(path, map_location)
+        network, checkpoint = load_network(path, map_location)
         if not isinstance(network, TextToSpeech):
             raise UserError(
                 f"'{path}' holds no speech synthesizer: use python -m encdec.translate, "
                 "encdec.transcribe or encdec.caption"
             )
-        return cls(network, griffin_lim_iterations)
+        frontend = (checkpoint.get("data") or {}).get("text_frontend")  # absent: characters
+        if frontend is not None:
+            frontend = instantiate(OmegaConf.create(frontend), "data.text_frontend")
+        return cls(network, griffin_lim_iterations, frontend)
 
     @property
     def sample_rate(self) -> int:
         return self.network.sample_rate
 
     def check(self, texts: list[str]) -> list[str]:
-        """The texts normalized; a clear error for an empty text, characters the model never
-        saw in training, or a text longer than its encoder takes."""
-        normalized = [normalize_for_synthesis(t) for t in texts]
-        for number, text in enumerate(normalized):
+        """The texts through the text frontend; a clear error for an empty text, symbols the
+        model never saw in training, or a text longer than its encoder takes."""
+        units = self.text_frontend.units
+        read = self.text_frontend(texts)
+        for number, text in enumerate(read):
             if not text:
                 raise UserError(f"text {number} is empty: nothing to say")
             unknown = sorted(set(text) - self.characters)
             if unknown:
                 raise UserError(
-                    f"text {number} has characters the model was not trained on: "
+                    f"text {number} has {units} the model was not trained on: "
                     f"{' '.join(repr(c) for c in unknown)} (spell them out, or leave them out)"
                 )
             if len(text) > self.network.max_characters:
                 raise UserError(
-                    f"text {number} has {len(text)} characters; this model reads at most "
+                    f"text {number} has {len(text)} {units}; this model reads at most "
                     f"{self.network.max_characters} (model.net.max_characters): split it into "
                     "sentences"
                 )
-        return normalized
+        return read
 
     @torch.no_grad()
     def synthesize(self, texts: list[str], seed: int = 0) -> list[Synthesized]:
