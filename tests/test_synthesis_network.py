@@ -235,6 +235,23 @@ def test_griffin_lim_turns_a_tone_back_into_that_tone():
     assert (offset.abs() <= 1).all()  # every frame loudest in the tone's mel band
 
 
+def test_griffin_lim_finds_the_non_negative_spectrum_whose_mel_is_the_given_one():
+    net = tiny_synthesizer("tacotron").net
+    generator = torch.Generator().manual_seed(0)
+    power = torch.rand(30, net.mel.filterbank.size(1), generator=generator) ** 4  # (T, F), peaky
+    mel_power = power @ net.mel.filterbank.T  # (T, M)
+    log_mel = torch.log(mel_power + 1e-6)
+
+    def projection_error(vocoder: GriffinLim) -> float:
+        found = vocoder.magnitude(log_mel).T ** (2 / vocoder.power)  # (T, F) power again
+        assert (found >= 0).all()
+        return float((found @ net.mel.filterbank.T - mel_power).norm() / mel_power.norm())
+
+    least_squares = projection_error(GriffinLim(net.mel, power=1.0))
+    clipped_pseudo_inverse = projection_error(GriffinLim(net.mel, power=1.0, nnls_iterations=0))
+    assert least_squares < 2e-3 < clipped_pseudo_inverse
+
+
 # ---- MCD-DTW ----
 def brute_force_dtw(distances: np.ndarray) -> float:
     """The cheapest monotonic path's cost by trying every path (tiny matrices only)."""

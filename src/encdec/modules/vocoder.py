@@ -2,11 +2,13 @@
 log-mel spectrogram, in plain torch, with no trained weights and no download.
 
 The mel spectrogram is the recognizer's (``audio_frontend.LogMelSpectrogram``: power, HTK mel,
-``log(x + 1e-6)``): it is turned back into a linear-frequency magnitude by the filterbank's
-pseudo-inverse (negative powers clipped), raised to ``power`` (> 1 sharpens the harmonics, as
-Tacotron does), and a phase is found by alternating projections between consistent STFTs and the
-given magnitude, starting from a seeded random phase (the same spectrogram always gives the same
-waveform).
+``log(x + 1e-6)``): it is turned back into the non-negative linear-frequency power spectrum whose
+mel projection is closest to it (non-negative least squares, as librosa's ``mel_to_stft``: Lee &
+Seung's multiplicative updates from the filterbank's clipped pseudo-inverse; the clipped
+pseudo-inverse alone leaves holes and ripples that a recognizer mishears), its square root raised to
+``power`` (> 1 sharpens the harmonics, as Tacotron does), and a phase is found by alternating
+projections between consistent STFTs and the given magnitude, starting from a seeded random phase
+(the same spectrogram always gives the same waveform).
 """
 
 import torch
@@ -23,6 +25,7 @@ class GriffinLim(nn.Module):
         momentum: float = 0.99,
         power: float = 1.2,
         seed: int = 0,
+        nnls_iterations: int = 200,  # 0: the clipped pseudo-inverse only
     ) -> None:
         super().__init__()
         self.n_fft, self.hop_length = log_mel.n_fft, log_mel.hop_length
@@ -30,12 +33,22 @@ class GriffinLim(nn.Module):
         self.register_buffer("window", log_mel.window.clone(), persistent=False)
         inverse = torch.linalg.pinv(log_mel.filterbank.double()).float()  # (F, M)
         self.register_buffer("inverse_filterbank", inverse, persistent=False)
+        self.register_buffer("filterbank", log_mel.filterbank.clone(), persistent=False)  # (M, F)
+        gram = log_mel.filterbank.T @ log_mel.filterbank  # (F, F)
+        self.register_buffer("filterbank_gram", gram, persistent=False)
         self.iterations, self.momentum, self.power, self.seed = iterations, momentum, power, seed
+        self.nnls_iterations = nnls_iterations
 
     def magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
         # log_mel: (T, M) -> linear-frequency magnitude (F, T)
-        mel_power = torch.exp(log_mel.float()) - 1e-6
-        power = torch.clamp(mel_power @ self.inverse_filterbank.T, min=0.0)  # (T, F)
+        mel_power = torch.clamp(torch.exp(log_mel.float()) - 1e-6, min=0.0)  # (T, M)
+        power = mel_power @ self.inverse_filterbank.T  # (T, F), least squares but signed
+        if self.nnls_iterations == 0:
+            return torch.clamp(power, min=0.0).T.sqrt() ** self.power
+        power = torch.clamp(power, min=1e-10)  # updates keep a zero at zero: start above it
+        numerator = mel_power @ self.filterbank  # (T, F)
+        for _ in range(self.nnls_iterations):  # each lowers |power @ filterbank.T - mel_power|
+            power = power * numerator / (power @ self.filterbank_gram + 1e-10)
         return power.T.sqrt() ** self.power
 
     def _stft(self, wave: torch.Tensor) -> torch.Tensor:
