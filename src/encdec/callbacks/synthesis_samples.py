@@ -64,8 +64,8 @@ class SynthesisSamples(FirstValidationRows):
                 alignments.append(save_attention_heatmap(
                     result.alignment.T.float().cpu().numpy(),
                     None, labels, run_dir / "alignment" / f"step{step}_{i}.png",
-                    f"step {step} example {i}: characters x decoder steps",
-                    ("character", f"decoder step ({net.frames_per_step} frames each)"),
+                    f"step {step} example {i}: text symbols x decoder steps",
+                    ("text symbol", f"decoder step ({net.frames_per_step} frames each)"),
                 ))  # fmt: skip
         pad_to_same_size(spectrograms)
         pad_to_same_size(alignments)
