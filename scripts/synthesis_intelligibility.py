@@ -68,15 +68,14 @@ def main() -> None:
     synthesizer = Synthesizer.from_checkpoint(
         args.synthesizer, griffin_lim_iterations=args.griffin_lim_iterations
     )
-    utterances, refused = [], []
     split_utterances, datamodule = split_data(args.synthesizer, args.split)
-    synthesizer.text_frontend([u.text for u in split_utterances[: args.limit]])  # one espeak-ng
-    for utterance in split_utterances[: args.limit]:  # call for all, remembered for the checks
-        try:
-            synthesizer.check([utterance.text])
-            utterances.append(utterance)
-        except UserError as error:  # e.g. a character training never saw
-            refused.append(f"{utterance.name}: {error}")
+    split_utterances = split_utterances[: args.limit]
+    _, problems = synthesizer.read([u.text for u in split_utterances])
+    utterances = [u for u, problem in zip(split_utterances, problems, strict=True) if not problem]
+    refused = [  # e.g. a character training never saw
+        f"{u.name}: {problem}" for u, problem in zip(split_utterances, problems, strict=True)
+        if problem
+    ]  # fmt: skip
     if refused:
         print(f"left out {len(refused)} sentences the synthesizer cannot say (first: {refused[0]})")
     if not utterances:

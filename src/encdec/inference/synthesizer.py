@@ -54,26 +54,37 @@ class Synthesizer:
         return self.network.sample_rate
 
     def check(self, texts: list[str]) -> list[str]:
-        """The texts through the text frontend; a clear error for an empty text, symbols the
-        model never saw in training, or a text longer than its encoder takes."""
+        """The texts through the text frontend; a clear error for the first text that is empty,
+        has symbols the model never saw in training, or is longer than its encoder takes."""
+        read, problems = self.read(texts)
+        if first := next((problem for problem in problems if problem), None):
+            raise UserError(first)
+        return read
+
+    def read(self, texts: list[str]) -> tuple[list[str], list[str | None]]:
+        """The texts through the text frontend (one call for all), and what stops each from
+        being said (None: nothing)."""
         units = self.text_frontend.units
         read = self.text_frontend(texts)
+        problems: list[str | None] = []
         for number, text in enumerate(read):
-            if not text:
-                raise UserError(f"text {number} is empty: nothing to say")
             unknown = sorted(set(text) - self.characters)
-            if unknown:
-                raise UserError(
+            if not text:
+                problems.append(f"text {number} is empty: nothing to say")
+            elif unknown:
+                problems.append(
                     f"text {number} has {units} the model was not trained on: "
                     f"{' '.join(repr(c) for c in unknown)} (spell them out, or leave them out)"
                 )
-            if len(text) > self.network.max_characters:
-                raise UserError(
+            elif len(text) > self.network.max_characters:
+                problems.append(
                     f"text {number} has {len(text)} {units}; this model reads at most "
                     f"{self.network.max_characters} (model.net.max_characters): split it into "
                     "sentences"
                 )
-        return read
+            else:
+                problems.append(None)
+        return read, problems
 
     @torch.no_grad()
     def synthesize(self, texts: list[str], seed: int = 0) -> list[Synthesized]:

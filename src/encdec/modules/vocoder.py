@@ -43,9 +43,8 @@ class GriffinLim(nn.Module):
         # log_mel: (T, M) -> linear-frequency magnitude (F, T)
         mel_power = torch.clamp(torch.exp(log_mel.float()) - 1e-6, min=0.0)  # (T, M)
         power = mel_power @ self.inverse_filterbank.T  # (T, F), least squares but signed
-        if self.nnls_iterations == 0:
-            return torch.clamp(power, min=0.0).T.sqrt() ** self.power
-        power = torch.clamp(power, min=1e-10)  # updates keep a zero at zero: start above it
+        floor = 1e-10 if self.nnls_iterations else 0.0  # updates keep a zero: start above it
+        power = torch.clamp(power, min=floor)
         numerator = mel_power @ self.filterbank  # (T, F)
         for _ in range(self.nnls_iterations):  # each lowers |power @ filterbank.T - mel_power|
             power = power * numerator / (power @ self.filterbank_gram + 1e-10)
