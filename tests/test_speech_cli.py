@@ -93,12 +93,14 @@ def test_evaluate_tests_on_the_held_out_engine(trained, tmp_path):
     corpus = next(p for p in (trained.parent / "cache").glob("speech-v*") if p.is_dir())
     flite = (corpus / "test_unseen_engine.jsonl").read_text().splitlines()
     assert len((tmp_path / "predictions" / "test_ctc1.txt").read_text().splitlines()) == len(flite)
-    fused = cli(
+    fused = cli(  # with a language model counted anew, of another order than the checkpoint's
         "encdec.evaluate", f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
         "decoding.ctc_weight=0.3", "decoding.lm_weight=0.3", "logger=csv",
+        "model/language_model=ngram", "model.language_model.order=3",
         "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'fused'}",
     )  # fmt: skip
     assert fused.returncode == 0, fused.stderr[-3000:]
+    assert "language model: 3-gram counted on 16 training targets" in fused.stdout
     record = json.loads((tmp_path / "fused" / "test_metrics_beam2_ctc0.3_lm0.3.json").read_text())
     assert "test/wer_beam2_ctc0.3_lm0.3" in record["metrics"]
 

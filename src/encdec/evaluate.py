@@ -3,7 +3,8 @@
 ``python -m encdec.evaluate ckpt_path=... [decoding.beam_size=5]`` reproduces the test metrics
 of ``encdec.train`` (the data config and decoding recorded in the checkpoint, the same weights)
 and writes predictions and metrics into its own run dir. ``data=NAME ...`` evaluates on other
-data, if it builds the checkpoint's tokenizer.
+data, if it builds the checkpoint's tokenizer; ``model/language_model=ngram ...`` decodes with a
+language model counted anew on the training transcripts instead of the checkpoint's.
 """
 
 import logging
@@ -58,6 +59,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if model.tokenizer is None:
         raise UserError(f"checkpoint '{cfg.ckpt_path}' has no tokenizer")
     model.decoding = model.decoding.updated(cfg.decoding)
+    language_model = OmegaConf.select(cfg, "model.language_model")
+    if language_model is not None:
+        model.recount_language_model(instantiate(language_model, "model.language_model"))
     datamodule = build_datamodule(cfg, model)
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate(

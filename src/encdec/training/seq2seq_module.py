@@ -13,6 +13,7 @@ Validation decodes greedily (``val/bleu``); test decodes as ``decoding`` says
 callbacks (``encdec.callbacks``); the checkpoint layout is ``networks.loading``'s.
 """
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -36,6 +37,8 @@ from encdec.networks.network import Network, TeacherForced
 from encdec.training.schedules import NO_STEP_BUDGET, takes_keyword
 from encdec.utils.errors import UserError
 from encdec.utils.special_tokens import EOS_ID, PAD_ID
+
+log = logging.getLogger(__name__)
 
 
 def supports_fused(parameters: list[nn.Parameter]) -> bool:
@@ -117,19 +120,31 @@ class Seq2SeqModule(L.LightningModule):
         if self.language_model_factory is not None and self.net.language_model is None:
             self.net.language_model = self.estimate_language_model(datamodule)
 
+    def recount_language_model(self, factory: Callable[..., NgramLanguageModel]) -> None:
+        """Decode with the language model ``factory`` counts on the training targets when the
+        data are set up, instead of the one the checkpoint carries."""
+        self.language_model_factory = factory
+        self.net.language_model = None
+
     def estimate_language_model(self, datamodule: Any) -> NgramLanguageModel:
         """``model.language_model`` estimated on the training targets, tokenized."""
         if not hasattr(datamodule, "tokenizer_corpus"):
             raise UserError("model.language_model needs data with training targets to count")
         _, targets, _ = datamodule.tokenizer_corpus()
+        sentences = self.tokenizer.encode_target(list(targets))
         net = self.net
-        return self.language_model_factory(
-            sentences=self.tokenizer.encode_target(list(targets)),
+        language_model = self.language_model_factory(
+            sentences=sentences,
             vocab_size=net.target_vocab_size,
             bos_id=net.bos_id,
             eos_id=net.eos_id,
             impossible=(net.pad_id, net.bos_id),
         )
+        log.info(
+            "language model: %d-gram counted on %d training targets",
+            language_model.order, len(sentences),
+        )  # fmt: skip
+        return language_model
 
     # ---- checkpoints ----
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
