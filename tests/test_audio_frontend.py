@@ -8,6 +8,7 @@ import torch
 
 from encdec.modules.audio_frontend import (
     AudioFrontend,
+    ConvSubsampling,
     LogMelSpectrogram,
     SpecAugment,
     SpeedPerturbation,
@@ -52,8 +53,9 @@ def test_filters_are_triangles_on_the_mel_scale_and_none_is_empty():
     assert (filterbank[:, 1:-1].sum(0) > 0).all()  # every bin inside the band is heard
 
 
-def test_padding_leaks_into_nothing():
-    frontend = AudioFrontend(output_size=32, n_mels=40, channels=8).eval()
+@pytest.mark.parametrize("separable", [False, True])
+def test_padding_leaks_into_nothing(separable):
+    frontend = AudioFrontend(output_size=32, n_mels=40, channels=8, separable=separable).eval()
     short = torch.randn(1, 6000)
     padded = torch.cat([short, torch.randn(1, 4000) * 10], dim=1)  # noise where padding is
     mask = torch.arange(10000)[None] < 6000
@@ -128,3 +130,15 @@ def test_speed_perturbation_draws_each_factor_and_leaves_evaluation_alone():
 def test_speed_perturbation_refuses_factors_that_are_not_speeds(factors):
     with pytest.raises(ValueError, match="must be positive"):
         SpeedPerturbation(factors)
+
+
+def test_the_separable_subsampler_gives_the_same_frames_with_fewer_multiply_adds():
+    full = ConvSubsampling(n_mels=80, output_size=32, channels=64)
+    separable = ConvSubsampling(n_mels=80, output_size=32, channels=64, separable=True)
+    features, mask = torch.randn(2, 203, 80), torch.arange(203)[None] < torch.tensor([[203], [150]])
+    (a, a_mask), (b, b_mask) = full(features, mask), separable(features, mask)
+    assert a.shape == b.shape == (2, 50, 32) and torch.equal(a_mask, b_mask)
+    assert a_mask.sum(1).tolist() == [50, 36]  # ((n - 1) // 2 - 1) // 2 frames each
+    second_full, second_separable = full.convolutions[2], separable.convolutions[2:4]
+    weights = sum(p.numel() for p in second_separable.parameters() if p.dim() > 1)
+    assert second_full.weight.numel() == 64 * 64 * 9 and weights == 64 * 9 + 64 * 64
