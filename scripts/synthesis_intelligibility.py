@@ -71,11 +71,12 @@ def main() -> None:
     split_utterances, datamodule = split_data(args.synthesizer, args.split)
     split_utterances = split_utterances[: args.limit]
     _, problems = synthesizer.read([u.text for u in split_utterances])
-    utterances = [u for u, problem in zip(split_utterances, problems, strict=True) if not problem]
-    refused = [  # e.g. a character training never saw
-        f"{u.name}: {problem}" for u, problem in zip(split_utterances, problems, strict=True)
-        if problem
-    ]  # fmt: skip
+    utterances, refused = [], []  # refused: e.g. a character training never saw
+    for utterance, problem in zip(split_utterances, problems, strict=True):
+        if problem:
+            refused.append(f"{utterance.name}: {problem}")
+        else:
+            utterances.append(utterance)
     if refused:
         print(f"left out {len(refused)} sentences the synthesizer cannot say (first: {refused[0]})")
     if not utterances:
